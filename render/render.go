@@ -1,0 +1,160 @@
+// Package render builds an environment's kustomize overlay into Kubernetes
+// objects, entirely in memory, from an exact revision of its repository.
+//
+// The overlay sees only the repository: remote bases, exec and Helm plugins are
+// off, and a path or symlink that leaves the repository is an error. SOPS files
+// are decrypted as kustomize reads them through a Decrypter, so plaintext never
+// reaches disk.
+package render
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/resmap"
+	"sigs.k8s.io/kustomize/api/types"
+	"sigs.k8s.io/kustomize/kyaml/resid"
+	"sigs.k8s.io/yaml"
+)
+
+// Decrypter turns an encrypted repo file into plaintext. It returns data
+// unchanged when the file is not encrypted. path is slash-separated and
+// relative to the repository root.
+type Decrypter interface {
+	DecryptFile(path string, data []byte) ([]byte, error)
+}
+
+// Options says what to build.
+type Options struct {
+	// Path is the overlay directory, relative to the repository root.
+	Path string
+	// Namespace is set on namespaced objects that set none; empty leaves them.
+	Namespace string
+	// Decrypter, when set, decrypts SOPS files as kustomize reads them.
+	Decrypter Decrypter
+}
+
+// Build renders the overlay at opts.Path of repo. repo is read whole into
+// memory first; an fs.ReadLinkFS lets symlinks be checked rather than followed.
+func Build(ctx context.Context, repo fs.FS, opts Options) ([]*unstructured.Unstructured, error) {
+	dir, err := cleanPath(opts.Path)
+	if err != nil {
+		return nil, err
+	}
+	t, err := loadTree(repo)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	gfs := &guardedFS{FileSystem: t.fs, escapes: t.escapes, decrypt: opts.Decrypter}
+	if !gfs.IsDir(t.abs(dir)) {
+		if err := gfs.violation(); err != nil {
+			return nil, fmt.Errorf("%s: %w", dir, err)
+		}
+		return nil, fmt.Errorf("%s: %w", dir, fs.ErrNotExist)
+	}
+
+	k := krusty.MakeKustomizer(&krusty.Options{
+		Reorder:          krusty.ReorderOptionLegacy,
+		LoadRestrictions: types.LoadRestrictionsRootOnly,
+		PluginConfig:     types.DisabledPluginConfig(),
+	})
+	rm, err := k.Run(gfs, t.abs(dir))
+	// A policy violation is the real cause even when kustomize reports
+	// something else (or nothing) about the path it could not read.
+	if v := gfs.violation(); v != nil {
+		return nil, v
+	}
+	if err != nil {
+		// Kustomize names the file it was reading only sometimes, and its
+		// messages may span lines; callers want one line naming the file.
+		msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), mountPoint+"/", "")), " ")
+		return nil, fmt.Errorf("%s: %w", gfs.lastKustomization(), errors.New(msg))
+	}
+	return objects(rm, opts.Namespace)
+}
+
+// cleanPath checks that an overlay path stays inside the repository.
+func cleanPath(p string) (string, error) {
+	if p == "" {
+		p = "."
+	}
+	c := path.Clean(p)
+	if path.IsAbs(c) || c == ".." || strings.HasPrefix(c, "../") {
+		return "", fmt.Errorf("overlay path %q is outside the repository", p)
+	}
+	return c, nil
+}
+
+// objects converts the resource map, applying the default namespace.
+func objects(rm resmap.ResMap, namespace string) ([]*unstructured.Unstructured, error) {
+	clusterCRDs := clusterScopedCRDs(rm)
+	out := make([]*unstructured.Unstructured, 0, rm.Size())
+	for _, r := range rm.Resources() {
+		m, err := r.Map()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", r.CurId(), err)
+		}
+		u := &unstructured.Unstructured{Object: m}
+		if namespace != "" && u.GetNamespace() == "" && namespaced(r.GetGvk(), clusterCRDs) {
+			u.SetNamespace(namespace)
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+// namespaced decides a kind's scope without a cluster: kustomize's built-in
+// schema knows the core kinds, and CRDs in the same render declare their own.
+// Unknown kinds are assumed namespaced, as most custom resources are.
+func namespaced(gvk resid.Gvk, clusterCRDs map[string]bool) bool {
+	if gvk.IsClusterScoped() {
+		return false
+	}
+	return !clusterCRDs[gvk.Group+"/"+gvk.Kind]
+}
+
+func clusterScopedCRDs(rm resmap.ResMap) map[string]bool {
+	out := map[string]bool{}
+	for _, r := range rm.Resources() {
+		if r.GetKind() != "CustomResourceDefinition" {
+			continue
+		}
+		m, err := r.Map()
+		if err != nil {
+			continue
+		}
+		group, _, _ := unstructured.NestedString(m, "spec", "group")
+		kind, _, _ := unstructured.NestedString(m, "spec", "names", "kind")
+		scope, _, _ := unstructured.NestedString(m, "spec", "scope")
+		if scope == "Cluster" {
+			out[group+"/"+kind] = true
+		}
+	}
+	return out
+}
+
+// YAML writes objects as one multi-document YAML stream.
+func YAML(objs []*unstructured.Unstructured) ([]byte, error) {
+	var b bytes.Buffer
+	for i, o := range objs {
+		data, err := yaml.Marshal(o.Object)
+		if err != nil {
+			return nil, fmt.Errorf("marshal %s %s: %w", o.GetKind(), o.GetName(), err)
+		}
+		if i > 0 {
+			b.WriteString("---\n")
+		}
+		b.Write(data)
+	}
+	return b.Bytes(), nil
+}
