@@ -1,0 +1,247 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing/fstest"
+	"time"
+
+	"github.com/go-git/go-git/v5"
+	gitconfig "github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
+	"github.com/go-git/go-git/v5/storage/memory"
+)
+
+const remoteName = "origin"
+
+// Git is a remote git repository, cloned once (bare, no work tree) and
+// fetched on demand. Every environment on the source reads its own branch
+// from the one clone.
+type Git struct {
+	opts Options
+	auth transport.AuthMethod
+	log  *slog.Logger
+
+	// mu makes a fetch exclusive: go-git's repository is not safe for reads
+	// during a write, and reads of one revision are quick and in memory.
+	mu   sync.RWMutex
+	repo *git.Repository
+}
+
+var _ Source = (*Git)(nil)
+
+func newGit(opts Options) (*Git, error) {
+	auth, err := authMethod(opts.URL, opts.Auth)
+	if err != nil {
+		return nil, fmt.Errorf("source %q (%s): %w", opts.Name, Redact(opts.URL), err)
+	}
+	return &Git{opts: opts, auth: auth, log: opts.Logger}, nil
+}
+
+func authMethod(url string, a Auth) (transport.AuthMethod, error) {
+	ep, err := transport.NewEndpoint(url)
+	if err != nil {
+		return nil, err
+	}
+	switch ep.Protocol {
+	case "http", "https":
+		if a.Password == "" && a.Username == "" {
+			return nil, nil
+		}
+		user := a.Username
+		if user == "" {
+			user = "git" // hosts accept any user name with a token
+		}
+		return &githttp.BasicAuth{Username: user, Password: a.Password}, nil
+	case "ssh":
+		if len(a.SSHKey) == 0 {
+			return nil, nil // go-git falls back to the SSH agent
+		}
+		user := ep.User
+		if user == "" {
+			user = "git"
+		}
+		keys, err := gitssh.NewPublicKeys(user, a.SSHKey, "")
+		if err != nil {
+			return nil, fmt.Errorf("ssh key: %w", err)
+		}
+		if a.KnownHostsFile == "" {
+			return nil, errors.New("ssh needs auth.knownHostsFile: host keys are always checked")
+		}
+		if keys.HostKeyCallback, err = gitssh.NewKnownHostsCallback(a.KnownHostsFile); err != nil {
+			return nil, fmt.Errorf("known hosts: %w", err)
+		}
+		return keys, nil
+	default:
+		return nil, nil
+	}
+}
+
+func (g *Git) Name() string { return g.opts.Name }
+
+func (g *Git) errorf(format string, args ...any) error {
+	return fmt.Errorf("source %q (%s): %w", g.opts.Name, Redact(g.opts.URL), fmt.Errorf(format, args...))
+}
+
+// Fetch clones on first use and fetches every branch afterwards, pruning
+// branches deleted on the remote.
+func (g *Git) Fetch(ctx context.Context) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	start := time.Now()
+	if g.repo == nil {
+		repo, err := g.open()
+		if err != nil {
+			return g.errorf("open: %w", err)
+		}
+		g.repo = repo
+	}
+	err := g.repo.FetchContext(ctx, &git.FetchOptions{
+		RemoteName: remoteName,
+		Auth:       g.auth,
+		Prune:      true,
+		Force:      true,
+		Tags:       git.NoTags,
+	})
+	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
+		return g.errorf("fetch: %w", err)
+	}
+	g.log.Debug("fetched", "source", g.opts.Name, "up_to_date", err != nil, "duration", time.Since(start))
+	return nil
+}
+
+// open reuses the on-disk clone of an earlier run, or starts a new one. A
+// clone that cannot be opened (interrupted, corrupt) is started afresh: it is
+// only a cache of the remote.
+func (g *Git) open() (*git.Repository, error) {
+	if g.opts.CacheDir == "" {
+		return g.initRemote(git.Init(memory.NewStorage(), nil))
+	}
+	dir := filepath.Join(g.opts.CacheDir, g.opts.Name)
+	if repo, err := git.PlainOpen(dir); err == nil {
+		if remote, err := repo.Remote(remoteName); err == nil && len(remote.Config().URLs) == 1 && remote.Config().URLs[0] == g.opts.URL {
+			return repo, nil
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, err
+	}
+	return g.initRemote(git.PlainInit(dir, true))
+}
+
+func (g *Git) initRemote(repo *git.Repository, err error) (*git.Repository, error) {
+	if err != nil {
+		return nil, err
+	}
+	_, err = repo.CreateRemote(&gitconfig.RemoteConfig{
+		Name:  remoteName,
+		URLs:  []string{g.opts.URL},
+		Fetch: []gitconfig.RefSpec{"+refs/heads/*:refs/remotes/origin/*"},
+	})
+	return repo, err
+}
+
+// Revision returns the head of branch as of the last Fetch.
+func (g *Git) Revision(ctx context.Context, branch string) (Revision, error) {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	if g.repo == nil {
+		return Revision{}, g.errorf("not fetched yet")
+	}
+	ref, err := g.repo.Reference(plumbing.NewRemoteReferenceName(remoteName, branch), true)
+	if err != nil {
+		return Revision{}, g.errorf("branch %q: %w", branch, err)
+	}
+	rev, err := g.snapshot(ctx, ref.Hash())
+	if err != nil {
+		return Revision{}, g.errorf("branch %q: %w", branch, err)
+	}
+	rev.Branch = branch
+	return rev, nil
+}
+
+// RevisionAt returns the content at an exact commit, for reads of a
+// revision that is no longer a branch head.
+func (g *Git) RevisionAt(ctx context.Context, commit string) (Revision, error) {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	if g.repo == nil {
+		return Revision{}, g.errorf("not fetched yet")
+	}
+	rev, err := g.snapshot(ctx, plumbing.NewHash(commit))
+	if err != nil {
+		return Revision{}, g.errorf("commit %s: %w", commit, err)
+	}
+	return rev, nil
+}
+
+// snapshot reads the tree of a commit into memory, so the Revision stays
+// valid and safe to read while later fetches change the clone.
+func (g *Git) snapshot(ctx context.Context, hash plumbing.Hash) (Revision, error) {
+	commit, err := g.repo.CommitObject(hash)
+	if err != nil {
+		return Revision{}, err
+	}
+	tree, err := commit.Tree()
+	if err != nil {
+		return Revision{}, err
+	}
+	files := fstest.MapFS{}
+	walker := object.NewTreeWalker(tree, true, nil)
+	defer walker.Close()
+	for {
+		if err := ctx.Err(); err != nil {
+			return Revision{}, err
+		}
+		name, entry, err := walker.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return Revision{}, err
+		}
+		mode := fs.FileMode(0o644)
+		switch entry.Mode {
+		case filemode.Dir:
+			files[name] = &fstest.MapFile{Mode: fs.ModeDir | 0o755, ModTime: commit.Committer.When}
+			continue
+		case filemode.Submodule:
+			continue // a pointer to another repository; it has no content here
+		case filemode.Symlink:
+			mode = fs.ModeSymlink | 0o777
+		case filemode.Executable:
+			mode = 0o755
+		}
+		blob, err := g.repo.BlobObject(entry.Hash)
+		if err != nil {
+			return Revision{}, fmt.Errorf("%s: %w", name, err)
+		}
+		data, err := readBlob(blob)
+		if err != nil {
+			return Revision{}, fmt.Errorf("%s: %w", name, err)
+		}
+		files[name] = &fstest.MapFile{Data: data, Mode: mode, ModTime: commit.Committer.When}
+	}
+	return Revision{Source: g.opts.Name, Commit: hash.String(), FS: files}, nil
+}
+
+func readBlob(b *object.Blob) ([]byte, error) {
+	r, err := b.Reader()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(r)
+}

@@ -1,0 +1,115 @@
+// Package source gives environments the exact content of their repository:
+// a git branch at a known commit (go-git, one clone per source shared by every
+// environment on it), or a local directory as it is on disk.
+package source
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+)
+
+// Revision is an exact, immutable view of a source's content.
+type Revision struct {
+	// Source is the name of the source.
+	Source string
+	// Branch is the branch read; empty for a local directory.
+	Branch string
+	// Commit is the full SHA of the content; for a local directory, the HEAD
+	// of its git work tree if it has one (the content may differ from it).
+	Commit string
+	// FS is the content. It implements fs.ReadLinkFS, so symlinks can be
+	// inspected rather than followed.
+	FS fs.FS
+}
+
+// Short returns the commit abbreviated as git does, or "working tree".
+func (r Revision) Short() string {
+	switch {
+	case len(r.Commit) >= 7:
+		return r.Commit[:7]
+	case r.Commit != "":
+		return r.Commit
+	default:
+		return "working tree"
+	}
+}
+
+// Source is a repository environments read from.
+type Source interface {
+	// Name is the source's name in the config.
+	Name() string
+	// Fetch brings the source up to date with its remote.
+	Fetch(ctx context.Context) error
+	// Revision returns the head of branch as of the last Fetch.
+	Revision(ctx context.Context, branch string) (Revision, error)
+}
+
+// Options configure a source.
+type Options struct {
+	// Name is the source's name, used in errors, logs and the cache path.
+	Name string
+	// URL is https://, http://, ssh://, git@host:path, file://, or a local
+	// directory, which is read from disk as it is (no git needed).
+	URL string
+	// Auth holds credentials for the remote.
+	Auth Auth
+	// CacheDir holds the on-disk clone (CacheDir/Name); empty keeps it in memory.
+	CacheDir string
+	// Logger receives fetch events; nil discards them.
+	Logger *slog.Logger
+}
+
+// New returns a Git source, or a Dir source when URL is a local directory.
+func New(opts Options) (Source, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.URL == "" {
+		return nil, fmt.Errorf("source %q: no url", opts.Name)
+	}
+	if isLocalDir(opts.URL) {
+		info, err := os.Stat(opts.URL)
+		if err != nil {
+			return nil, fmt.Errorf("source %q: %w", opts.Name, err)
+		}
+		if !info.IsDir() {
+			return nil, fmt.Errorf("source %q: %s is not a directory", opts.Name, opts.URL)
+		}
+		return &Dir{name: opts.Name, root: opts.URL}, nil
+	}
+	return newGit(opts)
+}
+
+// isLocalDir matches config.IsLocalPath: no scheme and no scp-like user@host:.
+func isLocalDir(u string) bool {
+	if strings.Contains(u, "://") {
+		return false
+	}
+	host, _, hasColon := strings.Cut(u, ":")
+	return !(hasColon && !strings.Contains(host, "/") && strings.Contains(host, "@"))
+}
+
+// Redact hides the password of a URL, so URLs can go into errors and logs.
+func Redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		// Unparseable, perhaps because of the password itself: keep only
+		// what follows the last @.
+		if scheme, rest, ok := strings.Cut(raw, "://"); ok && strings.Contains(rest, "@") {
+			return scheme + "://xxxxx@" + rest[strings.LastIndex(rest, "@")+1:]
+		}
+		return raw
+	}
+	if u.User == nil {
+		return raw
+	}
+	if _, has := u.User.Password(); !has {
+		return raw
+	}
+	return u.Redacted()
+}
