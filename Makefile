@@ -1,0 +1,61 @@
+# trueup — build, test and demo. `make help` lists the targets.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+
+BIN        := $(CURDIR)/bin
+K8S_BIN    := $(BIN)/k8s
+VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT     ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS    := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+GO_TEST    ?= go test
+TEST_FLAGS ?= -race -count=1 -timeout 20m
+IMAGE      ?= ghcr.io/trueup-dev/trueup:$(VERSION)
+
+# Tests find the control plane through these (envtest reads KUBEBUILDER_ASSETS).
+export KUBEBUILDER_ASSETS := $(K8S_BIN)
+export TRUEUP_LOCALCLUSTER := $(BIN)/localcluster
+
+.PHONY: help
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## build bin/trueup
+	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/trueup ./cmd/trueup
+
+.PHONY: testbin
+testbin: ## build the local control plane (etcd, kube-apiserver, ...) into bin/k8s, once
+	tools/build-testbin.sh $(K8S_BIN)
+
+.PHONY: test
+test: testbin ## run every test against a real local control plane and git server
+	$(GO_TEST) $(TEST_FLAGS) ./...
+	cd tools && $(GO_TEST) -count=1 -timeout 20m ./...
+
+.PHONY: bench
+bench: testbin ## run the benchmarks and write bench.txt
+	$(GO_TEST) -run '^$$' -bench . -benchmem -count 5 ./... | tee bench.txt
+
+.PHONY: fuzz
+fuzz: ## run each fuzz target briefly (FUZZTIME=30s)
+	hack/fuzz.sh $${FUZZTIME:-30s}
+
+.PHONY: lint
+lint: ## gofmt and go vet, product and tools
+	@test -z "$$(gofmt -l . | tee /dev/stderr)" || { echo 'run gofmt -w on the files above'; exit 1; }
+	go vet ./...
+	cd tools && go vet ./...
+
+.PHONY: demo
+demo: build testbin ## start a local control plane and run trueup on the examples repo
+	hack/demo.sh
+
+.PHONY: image
+image: ## build the container image (needs a Docker engine)
+	docker build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t $(IMAGE) .
+
+.PHONY: clean
+clean: ## remove build output (keeps bin/k8s, which is slow to rebuild)
+	rm -f $(BIN)/trueup bench.txt

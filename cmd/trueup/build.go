@@ -1,0 +1,83 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/trueup-dev/trueup/render"
+	"github.com/trueup-dev/trueup/secrets"
+)
+
+type buildOptions struct {
+	ShowSecrets bool
+	Output      string
+}
+
+func (o *buildOptions) BindFlags(fs *pflag.FlagSet) {
+	fs.BoolVar(&o.ShowSecrets, "show-secrets", false, "print decrypted Secret values instead of ***")
+	fs.StringVarP(&o.Output, "output", "o", "yaml", "output format: yaml or json")
+}
+
+func newBuildCmd(g *globalOptions) *cobra.Command {
+	o := &buildOptions{}
+	cmd := &cobra.Command{
+		Use:   "build ENV",
+		Short: "Render one environment as it would be applied (Secret values masked)",
+		Long: `Render one environment of the config: fetch its source (or read --repo), build
+its kustomize overlay, set its namespace and decrypt its SOPS files, then print
+the objects. Secret values print as *** unless --show-secrets is given.`,
+		Example: `  trueup build staging --config trueup.yaml
+  trueup build production --repo . -o json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.Output != "yaml" && o.Output != "json" {
+				return fmt.Errorf("--output: %q is not yaml or json", o.Output)
+			}
+			log, err := g.logger(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			w, err := g.wire(log)
+			if err != nil {
+				return err
+			}
+			desired, err := w.renderer.Render(cmd.Context(), args[0], true)
+			if err != nil {
+				return err
+			}
+			if !o.ShowSecrets {
+				for _, obj := range desired.Objects {
+					secrets.Mask(obj)
+				}
+			}
+			return printObjects(cmd.OutOrStdout(), desired.Objects, o.Output)
+		},
+	}
+	o.BindFlags(cmd.Flags())
+	return cmd
+}
+
+// printObjects writes objects as a YAML stream, or as a v1 List in JSON the
+// way kubectl prints several objects.
+func printObjects(w io.Writer, objs []*unstructured.Unstructured, format string) error {
+	if format == "json" {
+		items := make([]map[string]any, len(objs))
+		for i, o := range objs {
+			items[i] = o.Object
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"apiVersion": "v1", "kind": "List", "items": items})
+	}
+	data, err := render.YAML(objs)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(data)
+	return err
+}

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/trueup-dev/trueup/config"
+	"github.com/trueup-dev/trueup/reconciler"
+	"github.com/trueup-dev/trueup/secrets"
+	"github.com/trueup-dev/trueup/source"
+)
+
+// wiring is what every command that renders environments is built from.
+type wiring struct {
+	cfg      *config.Config
+	renderer *reconciler.Renderer
+}
+
+// wire loads the config and builds its sources and decrypter. With --repo,
+// every source reads that local directory instead of its URL.
+func (g *globalOptions) wire(log *slog.Logger) (*wiring, error) {
+	cfg, err := config.Load(g.ConfigPath)
+	if err != nil {
+		return nil, err
+	}
+	sources := make(map[string]source.Source, len(cfg.Sources))
+	for _, s := range cfg.Sources {
+		opts := source.Options{Name: s.Name, URL: s.URL, Logger: log.With("source", s.Name)}
+		if g.Repo != "" {
+			opts.URL = g.Repo
+		} else {
+			opts.Auth, err = source.LoadAuth(s.Auth.UsernameFile, s.Auth.PasswordFile, s.Auth.SSHKeyFile, s.Auth.KnownHostsFile)
+			if err != nil {
+				return nil, fmt.Errorf("source %s: %w", s.Name, err)
+			}
+		}
+		if sources[s.Name], err = source.New(opts); err != nil {
+			return nil, err
+		}
+	}
+	// A decrypter with no keys still recognises encrypted files, so a missing
+	// key is an error naming the file rather than ciphertext sent to a cluster.
+	dec, err := secrets.New(secrets.Options{
+		AgeKeyFiles: cfg.Decryption.AgeKeyFiles,
+		PGPKeyFiles: cfg.Decryption.PGPKeyFiles,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &wiring{cfg: cfg, renderer: reconciler.NewRenderer(cfg, sources, dec, log)}, nil
+}

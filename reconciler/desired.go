@@ -1,0 +1,77 @@
+// Package reconciler makes a cluster equal to an environment's git state: it
+// works out the desired objects for an environment at an exact revision and
+// (in later stages) diffs, applies, prunes and reports on them.
+package reconciler
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/trueup-dev/trueup/config"
+	"github.com/trueup-dev/trueup/render"
+	"github.com/trueup-dev/trueup/source"
+)
+
+// Desired is what one environment should look like: the objects rendered from
+// one exact revision of its source.
+type Desired struct {
+	Environment string
+	Revision    source.Revision
+	Objects     []*unstructured.Unstructured
+}
+
+// Renderer turns an environment of the config into its desired objects. It
+// holds one Source per configured source, so environments on the same
+// repository share one clone.
+type Renderer struct {
+	cfg       *config.Config
+	sources   map[string]source.Source
+	decrypter render.Decrypter
+	log       *slog.Logger
+}
+
+// NewRenderer wires a Renderer. sources maps source names to their Source;
+// decrypter may be nil when no environment has encrypted files.
+func NewRenderer(cfg *config.Config, sources map[string]source.Source, decrypter render.Decrypter, log *slog.Logger) *Renderer {
+	return &Renderer{cfg: cfg, sources: sources, decrypter: decrypter, log: log}
+}
+
+// Render fetches the environment's source and builds its overlay. fetch=false
+// reuses what the source already has, for callers that fetched just before.
+func (r *Renderer) Render(ctx context.Context, envName string, fetch bool) (*Desired, error) {
+	env, err := r.cfg.Environment(envName)
+	if err != nil {
+		return nil, err
+	}
+	src, ok := r.sources[env.Source]
+	if !ok {
+		return nil, fmt.Errorf("render %s: source %q is not configured", env.Name, env.Source)
+	}
+	log := r.log.With("env", env.Name, "source", env.Source)
+	if fetch {
+		start := time.Now()
+		if err := src.Fetch(ctx); err != nil {
+			return nil, fmt.Errorf("render %s: %w", env.Name, err)
+		}
+		log.Debug("fetched", "duration", time.Since(start))
+	}
+	rev, err := src.Revision(ctx, env.Branch)
+	if err != nil {
+		return nil, fmt.Errorf("render %s: %w", env.Name, err)
+	}
+	start := time.Now()
+	objs, err := render.Build(ctx, rev.FS, render.Options{
+		Path:      env.Path,
+		Namespace: env.Namespace,
+		Decrypter: r.decrypter,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("render %s: %w", env.Name, err)
+	}
+	log.Debug("rendered", "revision", rev.Commit, "objects", len(objs), "duration", time.Since(start))
+	return &Desired{Environment: env.Name, Revision: rev, Objects: objs}, nil
+}
