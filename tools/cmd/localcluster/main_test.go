@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// assets finds the control plane built by `make testbin`.
+func assets(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("KUBEBUILDER_ASSETS")
+	if dir == "" {
+		dir, _ = filepath.Abs("../../../bin/k8s")
+	}
+	for _, bin := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"} {
+		if _, err := os.Stat(filepath.Join(dir, bin)); err != nil {
+			t.Fatalf("%v: run `make testbin` first", err)
+		}
+	}
+	return dir
+}
+
+// poll runs check until it succeeds or the deadline passes.
+func poll(t *testing.T, timeout time.Duration, what string, check func() error) {
+	t.Helper()
+	deadline := time.After(timeout)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("%s: %v", what, err)
+		case <-tick.C:
+		}
+	}
+}
+
+const workloads = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: nginx:1.27}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate, namespace: default}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: m, image: busybox, command: ["true"]}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, namespace: default}
+spec:
+  serviceName: db
+  replicas: 1
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers: [{name: db, image: postgres:16}]
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 1Gi}}
+`
+
+// TestLocalCluster starts the binary as users do and checks with kubectl that
+// the real controllers bring a Deployment to Available, a Job to Complete and
+// a StatefulSet with a volume claim to ready, then that SIGTERM cleans up.
+func TestLocalCluster(t *testing.T) {
+	k8s := assets(t)
+	tmp := t.TempDir()
+	bin := filepath.Join(tmp, "localcluster")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	dir := filepath.Join(tmp, "cluster")
+	cluster := exec.Command(bin, "--dir", dir, "--assets", k8s)
+	var logs strings.Builder
+	cluster.Stdout, cluster.Stderr = &logs, &logs
+	if err := cluster.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cluster.Wait() }()
+	t.Cleanup(func() {
+		_ = cluster.Process.Kill()
+		<-exited
+	})
+
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	poll(t, 3*time.Minute, "kubeconfig", func() error {
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("localcluster exited: %v\n%s", err, logs.String())
+		default:
+		}
+		_, err := os.Stat(kubeconfig)
+		return err
+	})
+
+	kubectl := func(args ...string) (string, error) {
+		cmd := exec.Command(filepath.Join(k8s, "kubectl"), append([]string{"--kubeconfig", kubeconfig}, args...)...)
+		cmd.Stdin = strings.NewReader(workloads)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := kubectl("version"); err != nil || !strings.Contains(out, "Server Version: v1.35.4") {
+		t.Fatalf("kubectl version: %v\n%s", err, out)
+	}
+	if out, err := kubectl("apply", "-f", "-"); err != nil {
+		t.Fatalf("apply: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for _, wait := range [][]string{
+		{"wait", "--for=condition=Available", "deployment/web", "--timeout=90s"},
+		{"wait", "--for=condition=Complete", "job/migrate", "--timeout=90s"},
+		{"rollout", "status", "statefulset/db", "--timeout=90s"},
+		{"wait", "--for=jsonpath={.status.phase}=Bound", "pvc/data-db-0", "--timeout=90s"},
+	} {
+		if out, err := kubectl(wait...); err != nil || ctx.Err() != nil {
+			t.Fatalf("%v: %v\n%s", wait, err, out)
+		}
+	}
+
+	if err := cluster.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		exited <- err
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, logs.String())
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("did not stop within a minute of SIGTERM")
+	}
+	if _, err := os.Stat(kubeconfig); !os.IsNotExist(err) {
+		t.Errorf("kubeconfig left behind after stop: %v", err)
+	}
+}
