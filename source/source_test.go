@@ -347,3 +347,31 @@ func FuzzRedact(f *testing.F) {
 		}
 	})
 }
+
+func TestGitOverSSH(t *testing.T) {
+	srv := sourcetest.NewServer(t, sourcetest.Options{})
+	srv.CreateRepo("deploy", map[string]string{"a.yaml": "a: 1\n"})
+	sshd := srv.NewSSHServer()
+	dir := t.TempDir()
+	src := newGit(t, source.Options{Name: "deploy", URL: sshd.URL("deploy"), CacheDir: dir,
+		Auth: source.Auth{SSHKey: sshd.ClientKey, KnownHostsFile: sshd.KnownHostsFile(t, dir)}})
+	if err := src.Fetch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rev, err := src.Revision(ctx, "main")
+	if err != nil || readFile(t, rev, "a.yaml") != "a: 1\n" {
+		t.Fatalf("revision %+v: %v", rev, err)
+	}
+
+	// A server whose host key is not the known one is refused.
+	other := sourcetest.NewServer(t, sourcetest.Options{}).NewSSHServer()
+	knownHosts := filepath.Join(t.TempDir(), "known_hosts")
+	if err := os.WriteFile(knownHosts, other.KnownHosts, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	impostor := newGit(t, source.Options{Name: "deploy", URL: sshd.URL("deploy"),
+		Auth: source.Auth{SSHKey: sshd.ClientKey, KnownHostsFile: knownHosts}})
+	if err := impostor.Fetch(ctx); err == nil || !strings.Contains(err.Error(), "knownhosts: key is unknown") {
+		t.Fatalf("unknown host key: got %v", err)
+	}
+}
