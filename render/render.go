@@ -100,11 +100,16 @@ func objects(rm resmap.ResMap, namespace string) ([]*unstructured.Unstructured, 
 	clusterCRDs := clusterScopedCRDs(rm)
 	out := make([]*unstructured.Unstructured, 0, rm.Size())
 	for _, r := range rm.Resources() {
-		m, err := r.Map()
+		// Through JSON, so numbers become the int64/float64 that the
+		// Kubernetes libraries expect of unstructured objects.
+		data, err := r.MarshalJSON()
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", r.CurId(), err)
 		}
-		u := &unstructured.Unstructured{Object: m}
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(data); err != nil {
+			return nil, fmt.Errorf("%s: %w", r.CurId(), err)
+		}
 		if namespace != "" && u.GetNamespace() == "" && namespaced(r.GetGvk(), clusterCRDs) {
 			u.SetNamespace(namespace)
 		}

@@ -301,3 +301,15 @@ func TestIsRemoteRef(t *testing.T) {
 		}
 	}
 }
+
+// TestBuildObjectsAreDeepCopyable guards the contract with the Kubernetes
+// libraries: unstructured content must be JSON types (int64, not int).
+func TestBuildObjectsAreDeepCopyable(t *testing.T) {
+	objs, err := Build(context.Background(), os.DirFS("testdata/golden/basic"), Options{Path: "overlays/dev"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		_ = o.DeepCopy() // panics on non-JSON types
+	}
+}
