@@ -74,6 +74,8 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	g.BindFlags(root.PersistentFlags())
 	root.AddCommand(
 		newBuildCmd(g),
+		newDiffCmd(g),
+		newApplyCmd(g),
 		newVersionCmd(),
 	)
 	return root

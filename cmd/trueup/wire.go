@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/spf13/cobra"
+
 	"github.com/trueup-dev/trueup/config"
 	"github.com/trueup-dev/trueup/reconciler"
 	"github.com/trueup-dev/trueup/secrets"
@@ -48,4 +50,40 @@ func (g *globalOptions) wire(log *slog.Logger) (*wiring, error) {
 		return nil, err
 	}
 	return &wiring{cfg: cfg, renderer: reconciler.NewRenderer(cfg, sources, dec, log)}, nil
+}
+
+// planRun is what a diff leaves for an apply to use.
+type planRun struct {
+	env     *config.Environment
+	cluster *reconciler.Cluster
+}
+
+// plan renders an environment and diffs it against the cluster. Any failure
+// here comes before a single write, so nothing is applied or pruned.
+func (g *globalOptions) plan(cmd *cobra.Command, envName string, co *clusterOptions, force bool) (*reconciler.Plan, *planRun, error) {
+	log, err := g.logger(cmd.ErrOrStderr())
+	if err != nil {
+		return nil, nil, err
+	}
+	w, err := g.wire(log)
+	if err != nil {
+		return nil, nil, err
+	}
+	env, err := w.cfg.Environment(envName)
+	if err != nil {
+		return nil, nil, err
+	}
+	desired, err := w.renderer.Render(cmd.Context(), envName, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	cluster, err := co.connect()
+	if err != nil {
+		return nil, nil, err
+	}
+	plan, err := cluster.Diff(cmd.Context(), desired, reconciler.PlanOptions{Prune: env.Prune, ForceConflicts: force})
+	if err != nil {
+		return nil, nil, err
+	}
+	return plan, &planRun{env: env, cluster: cluster}, nil
 }

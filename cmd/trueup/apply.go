@@ -1,0 +1,83 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/trueup-dev/trueup/reconciler"
+)
+
+type applyOptions struct {
+	clusterOptions
+	Output         string
+	ForceConflicts bool
+	AllowMassPrune bool
+}
+
+func (o *applyOptions) BindFlags(fs *pflag.FlagSet) {
+	o.clusterOptions.BindFlags(fs)
+	fs.StringVarP(&o.Output, "output", "o", "text", "output format: text or json")
+	fs.BoolVar(&o.ForceConflicts, "force-conflicts", false, "take ownership of fields other field managers own")
+	fs.BoolVar(&o.AllowMassPrune, "allow-mass-prune", false, "prune even when more than the environment's maxPrunePercent of its inventory would go")
+}
+
+func newApplyCmd(g *globalOptions) *cobra.Command {
+	o := &applyOptions{}
+	cmd := &cobra.Command{
+		Use:   "apply ENV",
+		Short: "Make the cluster equal to an environment's git state, once",
+		Long: `Render an environment, apply it with server-side apply (field manager trueup),
+prune what left git from the environment's inventory, and wait until applied
+objects are healthy within the environment's timeout. Nothing is written when
+nothing changed. Exits non-zero if anything failed or did not become healthy.`,
+		Example: `  trueup apply staging --config trueup.yaml
+  trueup apply production --context prod --allow-mass-prune`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.Output != "text" && o.Output != "json" {
+				return fmt.Errorf("--output: %q is not text or json", o.Output)
+			}
+			plan, run, err := g.plan(cmd, args[0], &o.clusterOptions, o.ForceConflicts)
+			if err != nil {
+				return err
+			}
+			env := run.env
+			out, err := run.cluster.Apply(cmd.Context(), plan, reconciler.ApplyOptions{
+				Prune:           env.Prune,
+				Wait:            env.Wait,
+				Timeout:         env.Timeout,
+				ForceConflicts:  o.ForceConflicts,
+				MaxPrunePercent: env.MaxPrunePercent,
+				AllowMassPrune:  env.AllowMassPrune || o.AllowMassPrune,
+			})
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if o.Output == "json" {
+				enc := json.NewEncoder(w)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(out); err != nil {
+					return err
+				}
+			} else {
+				for _, r := range out.Objects {
+					if r.Error != "" {
+						fmt.Fprintf(w, "%s %s: %s\n", r.ID(), r.Result, r.Error)
+					} else {
+						fmt.Fprintf(w, "%s %s\n", r.ID(), r.Result)
+					}
+				}
+				fmt.Fprintf(w, "%s at %s: %d created, %d configured, %d unchanged, %d pruned, %d failed\n",
+					out.Environment, short(out.Revision), out.Count(reconciler.ResultCreated), out.Count(reconciler.ResultConfigured),
+					out.Count(reconciler.ResultUnchanged), out.Count(reconciler.ResultPruned), out.Count(reconciler.ResultFailed))
+			}
+			return out.Err()
+		},
+	}
+	o.BindFlags(cmd.Flags())
+	return cmd
+}

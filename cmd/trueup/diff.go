@@ -1,0 +1,90 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/trueup-dev/trueup/reconciler"
+)
+
+type diffOptions struct {
+	clusterOptions
+	Output         string
+	ForceConflicts bool
+}
+
+func (o *diffOptions) BindFlags(fs *pflag.FlagSet) {
+	o.clusterOptions.BindFlags(fs)
+	fs.StringVarP(&o.Output, "output", "o", "text", "output format: text or json")
+	fs.BoolVar(&o.ForceConflicts, "force-conflicts", false, "diff as if taking ownership of fields other field managers own")
+}
+
+func newDiffCmd(g *globalOptions) *cobra.Command {
+	o := &diffOptions{}
+	cmd := &cobra.Command{
+		Use:   "diff ENV",
+		Short: "Show what applying an environment would change (exit 1 when anything would)",
+		Long: `Render an environment and compare it with the live cluster: a server-side-apply
+dry-run per object (field manager trueup), and the objects of the environment's
+inventory that would be pruned. Secret values show as ***.
+
+Exit status, as kubectl diff: 0 no changes, 1 changes, 2 or more an error.`,
+		Example: `  trueup diff staging --config trueup.yaml
+  trueup diff production --context prod -o json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.Output != "text" && o.Output != "json" {
+				return fmt.Errorf("--output: %q is not text or json", o.Output)
+			}
+			plan, _, err := g.plan(cmd, args[0], &o.clusterOptions, o.ForceConflicts)
+			if err != nil {
+				return err
+			}
+			if err := printPlan(cmd.OutOrStdout(), plan, o.Output); err != nil {
+				return err
+			}
+			if plan.HasChanges() {
+				return &exitCodeError{code: exitChanges}
+			}
+			return nil
+		},
+	}
+	o.BindFlags(cmd.Flags())
+	return cmd
+}
+
+func printPlan(w io.Writer, plan *reconciler.Plan, format string) error {
+	if format == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(plan)
+	}
+	marks := map[reconciler.Action]string{reconciler.ActionCreate: "+", reconciler.ActionUpdate: "~", reconciler.ActionPrune: "-"}
+	for _, c := range plan.Changes {
+		if c.Action == reconciler.ActionUnchanged {
+			continue
+		}
+		fmt.Fprintf(w, "%s %s %s\n", marks[c.Action], c.Action, c.ID())
+		if c.Action == reconciler.ActionUpdate {
+			fmt.Fprint(w, c.Diff)
+		}
+	}
+	fmt.Fprintf(w, "%s at %s: %d to create, %d to update, %d to prune, %d unchanged\n",
+		plan.Environment, short(plan.Revision), plan.Count(reconciler.ActionCreate), plan.Count(reconciler.ActionUpdate),
+		plan.Count(reconciler.ActionPrune), plan.Count(reconciler.ActionUnchanged))
+	return nil
+}
+
+func short(rev string) string {
+	if len(rev) > 7 {
+		return rev[:7]
+	}
+	if rev == "" {
+		return "working tree"
+	}
+	return rev
+}

@@ -1,0 +1,211 @@
+package reconciler
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"sigs.k8s.io/cli-utils/pkg/apply"
+	"sigs.k8s.io/cli-utils/pkg/apply/event"
+	"sigs.k8s.io/cli-utils/pkg/common"
+	"sigs.k8s.io/cli-utils/pkg/inventory"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	"sigs.k8s.io/cli-utils/pkg/object"
+)
+
+// Result is what happened to one object.
+type Result string
+
+const (
+	ResultCreated    Result = "created"
+	ResultConfigured Result = "configured"
+	ResultUnchanged  Result = "unchanged"
+	ResultPruned     Result = "pruned"
+	ResultFailed     Result = "failed"
+)
+
+// ObjectResult reports one object of an apply.
+type ObjectResult struct {
+	Change
+	Result Result `json:"result"`
+	Error  string `json:"error,omitempty"`
+}
+
+// ApplyOptions tune an apply.
+type ApplyOptions struct {
+	// Prune deletes inventory objects that left git.
+	Prune bool
+	// Wait waits until applied objects are Current (kstatus), within Timeout.
+	Wait    bool
+	Timeout time.Duration
+	// ForceConflicts takes ownership of fields other managers own.
+	ForceConflicts bool
+	// MaxPrunePercent refuses to prune more than this share of the
+	// inventory unless AllowMassPrune.
+	MaxPrunePercent int
+	AllowMassPrune  bool
+}
+
+// Outcome summarises an apply.
+type Outcome struct {
+	Environment string         `json:"environment"`
+	Revision    string         `json:"revision"`
+	Objects     []ObjectResult `json:"objects"`
+}
+
+// Count returns how many objects had the result.
+func (o *Outcome) Count(r Result) int {
+	n := 0
+	for _, obj := range o.Objects {
+		if obj.Result == r {
+			n++
+		}
+	}
+	return n
+}
+
+// Err is non-nil when any object failed or did not become healthy.
+func (o *Outcome) Err() error {
+	if n := o.Count(ResultFailed); n > 0 {
+		return fmt.Errorf("apply %s: %d of %d objects failed", o.Environment, n, len(o.Objects))
+	}
+	return nil
+}
+
+// Apply carries out a plan made by Diff: server-side apply with field manager
+// trueup, prune of what left git, and a wait for health. A plan without
+// changes makes no write request at all.
+func (c *Cluster) Apply(ctx context.Context, plan *Plan, opts ApplyOptions) (*Outcome, error) {
+	if err := checkMassPrune(plan, opts); err != nil {
+		return nil, err
+	}
+	out := &Outcome{Environment: plan.Environment, Revision: plan.Revision}
+	if !plan.HasChanges() {
+		for _, ch := range plan.Changes {
+			r := ObjectResult{Change: ch, Result: ResultUnchanged}
+			if opts.Wait {
+				r = healthOf(r, plan)
+			}
+			out.Objects = append(out.Objects, r)
+		}
+		return out, nil
+	}
+
+	if err := c.ensureInventoryNamespace(ctx); err != nil {
+		return nil, err
+	}
+	applier, err := apply.NewApplierBuilder().WithFactory(c.factory).WithInventoryClient(c.inventory).Build()
+	if err != nil {
+		return nil, fmt.Errorf("apply %s: %w", plan.Environment, err)
+	}
+	timeout := opts.Timeout
+	if !opts.Wait {
+		timeout = 0
+	}
+	events := applier.Run(ctx, c.inventoryInfo(plan.Environment), plan.objects, apply.ApplierOptions{
+		ServerSideOptions: common.ServerSideOptions{
+			ServerSideApply: true,
+			ForceConflicts:  opts.ForceConflicts,
+			FieldManager:    FieldManager,
+		},
+		ReconcileTimeout: timeout,
+		NoPrune:          !opts.Prune,
+		PruneTimeout:     timeout,
+		// Adopt objects nobody owns (first sync onto an existing cluster),
+		// never objects of another inventory.
+		InventoryPolicy: inventory.PolicyAdoptIfNoInventory,
+	})
+
+	byID := map[object.ObjMetadata]*ObjectResult{}
+	for _, ch := range plan.Changes {
+		out.Objects = append(out.Objects, ObjectResult{Change: ch})
+	}
+	for i := range out.Objects {
+		byID[out.Objects[i].id] = &out.Objects[i]
+	}
+	var runErr error
+	for e := range events {
+		switch e.Type {
+		case event.ErrorType:
+			runErr = e.ErrorEvent.Err
+		case event.ApplyType:
+			r := byID[e.ApplyEvent.Identifier]
+			if r == nil {
+				continue
+			}
+			switch e.ApplyEvent.Status {
+			case event.ApplySuccessful:
+				r.Result = map[Action]Result{ActionCreate: ResultCreated, ActionUpdate: ResultConfigured}[r.Action]
+				if r.Result == "" {
+					r.Result = ResultUnchanged
+				}
+			case event.ApplyFailed, event.ApplySkipped:
+				r.Result, r.Error = ResultFailed, errString(e.ApplyEvent.Error, "apply skipped")
+			}
+		case event.PruneType:
+			r := byID[e.PruneEvent.Identifier]
+			if r == nil {
+				continue
+			}
+			switch e.PruneEvent.Status {
+			case event.PruneSuccessful:
+				r.Result = ResultPruned
+			case event.PruneFailed:
+				r.Result, r.Error = ResultFailed, errString(e.PruneEvent.Error, "prune failed")
+			case event.PruneSkipped:
+				r.Result = ResultUnchanged
+			}
+		case event.WaitType:
+			r := byID[e.WaitEvent.Identifier]
+			if r == nil || r.Result == ResultFailed {
+				continue
+			}
+			switch e.WaitEvent.Status {
+			case event.ReconcileTimeout:
+				r.Result, r.Error = ResultFailed, fmt.Sprintf("not healthy within %s", opts.Timeout)
+			case event.ReconcileFailed:
+				r.Result, r.Error = ResultFailed, "failed to become healthy"
+			}
+		}
+	}
+	if runErr != nil {
+		return out, fmt.Errorf("apply %s: %w", plan.Environment, runErr)
+	}
+	return out, ctx.Err()
+}
+
+// healthOf reports an unchanged object that is not healthy as failed, from
+// the state the diff already read.
+func healthOf(r ObjectResult, plan *Plan) ObjectResult {
+	live := plan.live[r.id]
+	if live == nil {
+		return r
+	}
+	res, err := status.Compute(live)
+	if err != nil {
+		r.Result, r.Error = ResultFailed, err.Error()
+	} else if res.Status != status.CurrentStatus {
+		r.Result, r.Error = ResultFailed, fmt.Sprintf("not healthy: %s: %s", res.Status, res.Message)
+	}
+	return r
+}
+
+func checkMassPrune(plan *Plan, opts ApplyOptions) error {
+	prunes := plan.Count(ActionPrune)
+	if !opts.Prune || prunes == 0 || opts.AllowMassPrune || plan.Inventory == 0 {
+		return nil
+	}
+	if prunes*100 > opts.MaxPrunePercent*plan.Inventory {
+		return fmt.Errorf("apply %s: would prune %d of %d inventory objects, more than maxPrunePercent %d%%; "+
+			"if that is intended, pass --allow-mass-prune or set allowMassPrune in the config",
+			plan.Environment, prunes, plan.Inventory, opts.MaxPrunePercent)
+	}
+	return nil
+}
+
+func errString(err error, fallback string) string {
+	if err != nil {
+		return err.Error()
+	}
+	return fallback
+}
