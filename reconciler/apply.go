@@ -94,7 +94,11 @@ func (c *Cluster) Apply(ctx context.Context, plan *Plan, opts ApplyOptions) (*Ou
 	if err := c.ensureInventoryNamespace(ctx); err != nil {
 		return nil, err
 	}
-	applier, err := apply.NewApplierBuilder().WithFactory(c.factory).WithInventoryClient(c.inventory).Build()
+	applier, err := apply.NewApplierBuilder().
+		WithFactory(c.factory).
+		WithInventoryClient(c.inventory).
+		WithStatusWatcher(statusWatcher(c.dynamic, c.mapper)).
+		Build()
 	if err != nil {
 		return nil, fmt.Errorf("apply %s: %w", plan.Environment, err)
 	}
@@ -181,7 +185,7 @@ func healthOf(r ObjectResult, plan *Plan) ObjectResult {
 	if live == nil {
 		return r
 	}
-	res, err := status.Compute(live)
+	res, err := health(live)
 	if err != nil {
 		r.Result, r.Error = ResultFailed, err.Error()
 	} else if res.Status != status.CurrentStatus {

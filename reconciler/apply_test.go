@@ -1,0 +1,294 @@
+package reconciler
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/trueup-dev/trueup/reconciler/clustertest"
+	"github.com/trueup-dev/trueup/render"
+	"github.com/trueup-dev/trueup/source"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	clustertest.Stop()
+	os.Exit(code)
+}
+
+// writes counts requests that can change the cluster; server-side dry-runs
+// (how a diff asks what would change) cannot.
+type writes struct{ n atomic.Int64 }
+
+func (w *writes) RoundTrip(rt http.RoundTripper) http.RoundTripper {
+	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		switch {
+		case r.Method == http.MethodGet, r.Method == http.MethodHead, r.Method == http.MethodOptions:
+		case r.URL.Query().Get("dryRun") == "All":
+		default:
+			w.n.Add(1)
+		}
+		return rt.RoundTrip(r)
+	})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func connect(t *testing.T, w *writes) *Cluster {
+	t.Helper()
+	kubeconfig := clustertest.Kubeconfig(t)
+	flags := genericclioptions.NewConfigFlags(true)
+	flags.KubeConfig = &kubeconfig
+	if w != nil {
+		flags.WrapConfigFn = func(c *rest.Config) *rest.Config {
+			c.Wrap(w.RoundTrip)
+			return c
+		}
+	}
+	c, err := NewCluster(flags, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func clientset(t *testing.T) kubernetes.Interface {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", clustertest.Kubeconfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kubernetes.NewForConfigOrDie(cfg)
+}
+
+// desired renders files (an overlay at the root) as environment env.
+func desired(t *testing.T, env string, files map[string]string) *Desired {
+	t.Helper()
+	repo := fstest.MapFS{}
+	for name, content := range files {
+		repo[name] = &fstest.MapFile{Data: []byte(content)}
+	}
+	objs, err := render.Build(context.Background(), repo, render.Options{Path: ".", Namespace: env})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Desired{Environment: env, Revision: source.Revision{Commit: "0123456789abcdef"}, Objects: objs}
+}
+
+func plan(t *testing.T, c *Cluster, d *Desired) *Plan {
+	t.Helper()
+	p, err := c.Diff(context.Background(), d, PlanOptions{Prune: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func actions(p *Plan) map[string]Action {
+	out := map[string]Action{}
+	for _, c := range p.Changes {
+		out[c.ID()] = c.Action
+	}
+	return out
+}
+
+func applyOK(t *testing.T, c *Cluster, p *Plan, opts ApplyOptions) *Outcome {
+	t.Helper()
+	out, err := c.Apply(context.Background(), p, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Err(); err != nil {
+		for _, o := range out.Objects {
+			t.Logf("%s %s %s", o.ID(), o.Result, o.Error)
+		}
+		t.Fatal(err)
+	}
+	return out
+}
+
+var waitOpts = ApplyOptions{Prune: true, Wait: true, Timeout: 2 * time.Minute, MaxPrunePercent: 50}
+
+// TestApplyExamples applies the examples' development overlay onto the full
+// control plane: everything is created and owned by trueup, the migration
+// Job completes before the API Deployment exists, and a second run changes
+// nothing and writes nothing.
+func TestApplyExamples(t *testing.T) {
+	ctx := context.Background()
+	d, err := examplesRenderer(t).Render(ctx, "development", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := connect(t, nil)
+	p := plan(t, c, d)
+	if n := p.Count(ActionCreate); n != len(d.Objects) || p.HasChanges() != true {
+		t.Fatalf("first plan: %d creates of %d objects: %v", n, len(d.Objects), actions(p))
+	}
+	out := applyOK(t, c, p, waitOpts)
+	if n := out.Count(ResultCreated); n != len(d.Objects) {
+		t.Fatalf("created %d of %d", n, len(d.Objects))
+	}
+
+	cs := clientset(t)
+	dep, err := cs.AppsV1().Deployments("shop-development").Get(ctx, "api", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	managers := map[string]bool{}
+	for _, mf := range dep.ManagedFields {
+		managers[mf.Manager+"/"+string(mf.Operation)] = true
+	}
+	if !managers[FieldManager+"/Apply"] {
+		t.Errorf("Deployment fields are not applied by %q: %v", FieldManager, managers)
+	}
+	job, err := cs.BatchV1().Jobs("shop-development").Get(ctx, "db-migrate", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if job.Status.CompletionTime == nil {
+		t.Fatal("the migration Job has not completed")
+	}
+	if dep.CreationTimestamp.Before(job.Status.CompletionTime) {
+		t.Errorf("Deployment created at %s, before the Job completed at %s", dep.CreationTimestamp, job.Status.CompletionTime)
+	}
+
+	var w writes
+	again := connect(t, &w)
+	p2 := plan(t, again, d)
+	if p2.HasChanges() {
+		t.Fatalf("second plan has changes: %v", actions(p2))
+	}
+	out2 := applyOK(t, again, p2, waitOpts)
+	if n := out2.Count(ResultUnchanged); n != len(d.Objects) {
+		t.Errorf("second apply: %d of %d unchanged", n, len(d.Objects))
+	}
+	if n := w.n.Load(); n != 0 {
+		t.Errorf("an unchanged diff and apply made %d write requests, want 0", n)
+	}
+}
+
+const (
+	kustomization = "resources: [namespace.yaml, a.yaml, b.yaml, c.yaml, d.yaml, keep.yaml]\n"
+	namespaceYAML = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: prune-env\n  annotations:\n    trueup.dev/prune: disabled\n"
+)
+
+func cm(name, extra string) string {
+	return "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: " + name + "\n  labels:\n    app: shop\n" + extra + "data:\n  k: v\n"
+}
+
+// TestPruneSafety: pruning touches only this environment's inventory, keeps
+// objects that opt out, and stops when it would delete too much.
+func TestPruneSafety(t *testing.T) {
+	ctx := context.Background()
+	c := connect(t, nil)
+	files := map[string]string{
+		"kustomization.yaml": kustomization,
+		"namespace.yaml":     namespaceYAML,
+		"a.yaml":             cm("a", ""), "b.yaml": cm("b", ""), "c.yaml": cm("c", ""), "d.yaml": cm("d", ""),
+		"keep.yaml": cm("keep", "  annotations:\n    trueup.dev/prune: disabled\n"),
+	}
+	applyOK(t, c, plan(t, c, desired(t, "prune-env", files)), waitOpts)
+	cs := clientset(t)
+	// Made by hand, with the same labels: never trueup's to delete.
+	hand := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "by-hand", Namespace: "prune-env", Labels: map[string]string{"app": "shop"}}}
+	if _, err := cs.CoreV1().ConfigMaps("prune-env").Create(ctx, hand, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// b leaves git: exactly one prune.
+	files["kustomization.yaml"] = strings.Replace(kustomization, " b.yaml,", "", 1)
+	p := plan(t, c, desired(t, "prune-env", files))
+	if got := actions(p); got["ConfigMap/prune-env/b"] != ActionPrune || p.Count(ActionPrune) != 1 || p.Count(ActionUnchanged) != 5 {
+		t.Fatalf("plan after removing b: %v", got)
+	}
+	applyOK(t, c, p, waitOpts)
+	exists := func(name string) bool {
+		_, err := cs.CoreV1().ConfigMaps("prune-env").Get(ctx, name, metav1.GetOptions{})
+		return err == nil
+	}
+	if exists("b") || !exists("by-hand") {
+		t.Fatalf("after prune: b exists %v, by-hand exists %v", exists("b"), exists("by-hand"))
+	}
+
+	// An emptied overlay would prune a, c and d (keep and the namespace opt
+	// out): 3 of an inventory of 6 is over 50%.
+	empty := desired(t, "prune-env", map[string]string{"kustomization.yaml": "resources: []\n"})
+	p = plan(t, c, empty)
+	if p.Count(ActionPrune) != 3 {
+		t.Fatalf("emptied overlay plans %d prunes: %v", p.Count(ActionPrune), actions(p))
+	}
+	var w writes
+	guarded := connect(t, &w)
+	if _, err := guarded.Apply(ctx, plan(t, guarded, empty), waitOpts); err == nil || !strings.Contains(err.Error(), "maxPrunePercent") {
+		t.Fatalf("mass prune: got %v", err)
+	}
+	if w.n.Load() != 0 || !exists("a") {
+		t.Fatalf("the refused mass prune wrote %d requests", w.n.Load())
+	}
+	opted := waitOpts
+	opted.AllowMassPrune = true
+	out := applyOK(t, c, p, opted)
+	if out.Count(ResultPruned) != 3 {
+		t.Errorf("pruned %d, want 3", out.Count(ResultPruned))
+	}
+	for name, want := range map[string]bool{"a": false, "c": false, "d": false, "keep": true, "by-hand": true} {
+		if exists(name) != want {
+			t.Errorf("ConfigMap %s exists=%v, want %v", name, !want, want)
+		}
+	}
+	if _, err := cs.CoreV1().Namespaces().Get(ctx, "prune-env", metav1.GetOptions{}); err != nil {
+		t.Errorf("the namespace was pruned despite trueup.dev/prune: disabled: %v", err)
+	}
+}
+
+// TestConflicts: a field another manager owns is reported with the manager;
+// ForceConflicts takes it over.
+func TestConflicts(t *testing.T) {
+	ctx := context.Background()
+	c := connect(t, nil)
+	files := map[string]string{
+		"kustomization.yaml": "resources: [ns.yaml, cm.yaml]\n",
+		"ns.yaml":            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: conflict-env\n",
+		"cm.yaml":            cm("shared", ""),
+	}
+	applyOK(t, c, plan(t, c, desired(t, "conflict-env", files)), waitOpts)
+	cs := clientset(t)
+	patch := []byte(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"shared","namespace":"conflict-env"},"data":{"k":"by-ops"}}`)
+	force := true
+	if _, err := cs.CoreV1().ConfigMaps("conflict-env").Patch(ctx, "shared", types.ApplyPatchType, patch,
+		metav1.PatchOptions{FieldManager: "ops-team", Force: &force}); err != nil {
+		t.Fatal(err)
+	}
+	files["cm.yaml"] = strings.Replace(cm("shared", ""), "k: v", "k: from-git", 1)
+	d := desired(t, "conflict-env", files)
+	_, err := c.Diff(ctx, d, PlanOptions{Prune: true})
+	if err == nil || !strings.Contains(err.Error(), "ops-team") || !strings.Contains(err.Error(), ".data.k") {
+		t.Fatalf("conflict: got %v, want one naming the manager and field", err)
+	}
+	p, err := c.Diff(ctx, d, PlanOptions{Prune: true, ForceConflicts: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forced := waitOpts
+	forced.ForceConflicts = true
+	applyOK(t, c, p, forced)
+	got, err := cs.CoreV1().ConfigMaps("conflict-env").Get(ctx, "shared", metav1.GetOptions{})
+	if err != nil || got.Data["k"] != "from-git" {
+		t.Fatalf("after forced apply: %v %v", got.Data, err)
+	}
+}
