@@ -1,0 +1,268 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"filippo.io/age"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/trueup-dev/trueup/reconciler/clustertest"
+	"github.com/trueup-dev/trueup/source/sourcetest"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	clustertest.Stop()
+	os.Exit(code)
+}
+
+// gitEnv is one environment served from the loopback git server, with a
+// config file pointing at it.
+type gitEnv struct {
+	name, config, kubeconfig string
+	srv                      *sourcetest.Server
+	cs                       kubernetes.Interface
+}
+
+func overlayFiles(env string, replicas string) map[string]string {
+	encrypted, err := os.ReadFile(filepath.Join(examples, "base", "db-credentials.enc.yaml"))
+	if err != nil {
+		panic(err)
+	}
+	dir := "envs/" + env + "/"
+	return map[string]string{
+		dir + "kustomization.yaml": "resources: [namespace.yaml, web.yaml, x.yaml, y.yaml, app-secret.yaml, db-credentials.enc.yaml]\n",
+		dir + "namespace.yaml":     "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: " + env + "\n  annotations:\n    trueup.dev/prune: disabled\n",
+		dir + "web.yaml": `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: ` + replicas + `
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: "ghcr.io/acme/web:1.0.0"}]
+`,
+		dir + "x.yaml":                  "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {k: v}\n",
+		dir + "y.yaml":                  "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: y}\ndata: {k: v}\n",
+		dir + "app-secret.yaml":         "apiVersion: v1\nkind: Secret\nmetadata: {name: app-secret}\nstringData: {token: old-t0ken-value, user: admin}\n",
+		dir + "db-credentials.enc.yaml": string(encrypted),
+	}
+}
+
+func newGitEnv(t *testing.T, name string) *gitEnv {
+	t.Helper()
+	srv := sourcetest.NewServer(t, sourcetest.Options{Username: "ops", Password: "t0ken"})
+	url := srv.CreateRepo("deploy", overlayFiles(name, "1"))
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "username"), "ops\n")
+	writeFile(t, filepath.Join(dir, "password"), "t0ken\n")
+	key, _ := filepath.Abs(filepath.Join(examples, "keys", "demo.agekey"))
+	cfg := `apiVersion: trueup.dev/v1alpha1
+kind: Config
+sources:
+  - name: deploy
+    url: ` + url + `
+    auth: {usernameFile: username, passwordFile: password}
+decryption:
+  ageKeyFiles: [` + key + `]
+environments:
+  - name: ` + name + `
+    source: deploy
+    path: envs/` + name + `
+    namespace: ` + name + `
+    timeout: 2m
+`
+	writeFile(t, filepath.Join(dir, "trueup.yaml"), cfg)
+	kubeconfig := clustertest.Kubeconfig(t)
+	restCfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &gitEnv{name: name, config: filepath.Join(dir, "trueup.yaml"), kubeconfig: kubeconfig, srv: srv,
+		cs: kubernetes.NewForConfigOrDie(restCfg)}
+}
+
+func (e *gitEnv) run(t *testing.T, verb string, args ...string) (string, string, int) {
+	t.Helper()
+	return run(t, append([]string{verb, e.name, "--config", e.config, "--kubeconfig", e.kubeconfig}, args...)...)
+}
+
+func (e *gitEnv) mustApply(t *testing.T) string {
+	t.Helper()
+	out, errOut, code := e.run(t, "apply")
+	if code != 0 {
+		t.Fatalf("apply exit %d: %s\n%s", code, errOut, out)
+	}
+	return out
+}
+
+// resourceVersions fingerprints every object of the environment's namespace.
+func (e *gitEnv) resourceVersions(t *testing.T) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	out := map[string]string{}
+	cms, err := e.cs.CoreV1().ConfigMaps(e.name).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range cms.Items {
+		out["cm/"+o.Name] = o.ResourceVersion
+	}
+	secrets, err := e.cs.CoreV1().Secrets(e.name).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range secrets.Items {
+		out["secret/"+o.Name] = o.ResourceVersion
+	}
+	deps, err := e.cs.AppsV1().Deployments(e.name).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range deps.Items {
+		out["deployment/"+o.Name] = o.ResourceVersion
+	}
+	return out
+}
+
+func TestDiffAndApplyFollowCommits(t *testing.T) {
+	e := newGitEnv(t, "cycle")
+	if _, _, code := e.run(t, "diff"); code != 1 {
+		t.Fatalf("diff before the first apply: exit %d, want 1", code)
+	}
+	out := e.mustApply(t)
+	if !strings.Contains(out, "cycle at ") || !strings.Contains(out, "6 created") {
+		t.Fatalf("apply output:\n%s", out)
+	}
+	if _, _, code := e.run(t, "diff"); code != 0 {
+		t.Fatalf("diff right after apply: exit %d, want 0", code)
+	}
+
+	// One commit: more replicas, a ConfigMap deleted, a Secret value changed.
+	files := overlayFiles("cycle", "2")
+	files["envs/cycle/kustomization.yaml"] = strings.Replace(files["envs/cycle/kustomization.yaml"], " y.yaml,", "", 1)
+	files["envs/cycle/app-secret.yaml"] = strings.Replace(files["envs/cycle/app-secret.yaml"], "old-t0ken-value", "new-t0ken-value", 1)
+	e.srv.Commit("deploy", "main", sourcetest.Change{Files: files, Delete: []string{"envs/cycle/y.yaml"}})
+
+	text, errOut, code := e.run(t, "diff")
+	if code != 1 {
+		t.Fatalf("diff after the commit: exit %d (%s), want 1", code, errOut)
+	}
+	for _, want := range []string{
+		"~ update Deployment.apps/cycle/web", "-  replicas: 1", "+  replicas: 2",
+		"- prune ConfigMap/cycle/y",
+		"~ update Secret/cycle/app-secret", "token: '*** (before)'", "token: '*** (after)'",
+		"0 to create, 2 to update, 1 to prune",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("diff lacks %q:\n%s", want, text)
+		}
+	}
+	for _, secret := range []string{"t0ken-value", "b2xkLXQwa2VuLXZhbHVl", "bmV3LXQwa2VuLXZhbHVl", "demo-only-s3cret"} {
+		if strings.Contains(text, secret) {
+			t.Errorf("diff shows secret material %q", secret)
+		}
+	}
+	js, _, _ := e.run(t, "diff", "-o", "json")
+	var plan struct {
+		Changes []struct{ Kind, Name, Action string }
+	}
+	if err := json.Unmarshal([]byte(js), &plan); err != nil {
+		t.Fatalf("-o json: %v\n%s", err, js)
+	}
+	changed := map[string]string{}
+	for _, c := range plan.Changes {
+		if c.Action != "unchanged" {
+			changed[c.Kind+"/"+c.Name] = c.Action
+		}
+	}
+	want := map[string]string{"Deployment/web": "update", "ConfigMap/y": "prune", "Secret/app-secret": "update"}
+	if len(changed) != len(want) {
+		t.Errorf("changes %v, want exactly %v", changed, want)
+	}
+	for k, v := range want {
+		if changed[k] != v {
+			t.Errorf("%s: %q, want %q", k, changed[k], v)
+		}
+	}
+
+	e.mustApply(t)
+	ctx := context.Background()
+	dep, err := e.cs.AppsV1().Deployments("cycle").Get(ctx, "web", metav1.GetOptions{})
+	if err != nil || *dep.Spec.Replicas != 2 {
+		t.Fatalf("after apply: %v %v", dep.Spec.Replicas, err)
+	}
+	if _, err := e.cs.CoreV1().ConfigMaps("cycle").Get(ctx, "y", metav1.GetOptions{}); err == nil {
+		t.Error("ConfigMap y survived its deletion from git")
+	}
+	sec, err := e.cs.CoreV1().Secrets("cycle").Get(ctx, "app-secret", metav1.GetOptions{})
+	if err != nil || string(sec.Data["token"]) != "new-t0ken-value" {
+		t.Errorf("Secret not updated: %v", err)
+	}
+	if _, errOut, code := e.run(t, "diff"); code != 0 {
+		t.Fatalf("diff after applying the commit: exit %d %s, want 0", code, errOut)
+	}
+}
+
+// TestFailuresLeaveTheClusterUntouched: after a good apply, a broken
+// kustomization or a wrong SOPS key fails before anything is written.
+func TestFailuresLeaveTheClusterUntouched(t *testing.T) {
+	e := newGitEnv(t, "untouched")
+	e.mustApply(t)
+	before := e.resourceVersions(t)
+	if len(before) < 4 {
+		t.Fatalf("expected the environment's objects, got %v", before)
+	}
+	check := func(t *testing.T, want ...string) {
+		t.Helper()
+		for _, verb := range []string{"diff", "apply"} {
+			out, errOut, code := e.run(t, verb)
+			if code < 2 {
+				t.Fatalf("%s exit %d, want 2 or more; output:\n%s", verb, code, out)
+			}
+			if lines := strings.Count(strings.TrimSpace(errOut), "\n"); lines != 0 {
+				t.Errorf("%s error is %d lines: %s", verb, lines+1, errOut)
+			}
+			for _, w := range want {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("%s error %q lacks %q", verb, errOut, w)
+				}
+			}
+		}
+		after := e.resourceVersions(t)
+		for k, v := range before {
+			if after[k] != v {
+				t.Errorf("%s changed (resourceVersion %s -> %s)", k, v, after[k])
+			}
+		}
+	}
+
+	t.Run("broken kustomization", func(t *testing.T) {
+		files := overlayFiles("untouched", "3")
+		files["envs/untouched/kustomization.yaml"] = "resources: [namespace.yaml, web.yaml\n"
+		e.srv.Commit("deploy", "main", sourcetest.Change{Files: files})
+		check(t, "render untouched", "envs/untouched/kustomization.yaml")
+		e.srv.Commit("deploy", "main", sourcetest.Change{Files: overlayFiles("untouched", "1")})
+	})
+	t.Run("wrong SOPS key", func(t *testing.T) {
+		id, err := age.GenerateX25519Identity()
+		if err != nil {
+			t.Fatal(err)
+		}
+		wrong := filepath.Join(t.TempDir(), "wrong.agekey")
+		writeFile(t, wrong, id.String()+"\n")
+		cfg := readFile(t, e.config)
+		key, _ := filepath.Abs(filepath.Join(examples, "keys", "demo.agekey"))
+		writeFile(t, e.config, strings.Replace(cfg, key, wrong, 1))
+		check(t, "render untouched", "envs/untouched/db-credentials.enc.yaml", "no matching key")
+	})
+}
