@@ -48,12 +48,43 @@ grep -q "file://$repo" "$src/trueup.yaml"
 
 for env in development staging production; do
   step "trueup build $env (fetched from git, Secret values masked)"
-  "$bin/trueup" build "$env" --config "$src/trueup.yaml"
+  "$bin/trueup" build "$env" --config "$src/trueup.yaml" | head -n 20
+  echo "..."
 done
 
-step "the Secret of development, decrypted in memory (--show-secrets)"
-"$bin/trueup" build development --config "$src/trueup.yaml" --show-secrets |
-  awk '/^kind: Secret/,/^---/' | grep -A3 '^stringData:' || true
+export KUBECONFIG=$cluster/kubeconfig
+trueup() { "$bin/trueup" "$@" --config "$src/trueup.yaml"; }
 
-step "done"
-echo "The control plane stops when this script exits. Diff and apply come with the next milestone."
+step "trueup diff development: everything is new (exit 1 means there are changes)"
+trueup diff development || echo "(exit $?)"
+
+step "trueup apply development: server-side apply, then wait until healthy (the migration Job runs first)"
+trueup apply development
+
+step "a new commit: development runs 2 replicas at log level warning"
+(
+  cd "$src"
+  sed -i 's/count: 1$/count: 2/; s/value: debug$/value: warning/' overlays/development/kustomization.yaml
+  git -c user.name=demo -c user.email=demo@example.com commit --quiet -am "development: 2 replicas, less logging"
+  git push --quiet "$repo" main
+  git log --oneline -1
+)
+
+step "trueup diff development: exactly that change"
+trueup diff development || echo "(exit $?)"
+
+step "trueup apply development"
+trueup apply development
+
+step "trueup diff development: in sync (exit 0)"
+trueup diff development && echo "(exit 0)"
+
+step "look around"
+echo "  ${kubectl[*]} -n shop-development get all,configmaps,secrets,pvc"
+"${kubectl[@]}" -n shop-development get deployments,statefulsets,jobs,pods
+if [ -t 0 ]; then
+  echo
+  echo "The control plane keeps running for you to explore: export KUBECONFIG=$cluster/kubeconfig"
+  echo "Press Enter to stop it."
+  read -r
+fi
