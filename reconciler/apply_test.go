@@ -292,3 +292,41 @@ func TestConflicts(t *testing.T) {
 		t.Fatalf("after forced apply: %v %v", got.Data, err)
 	}
 }
+
+// TestApplyCRDWithItsObjects: a CRD and objects of its kind in one apply;
+// the diff cannot dry-run the objects yet and plans them as creates, and
+// cli-utils applies the CRD first.
+func TestApplyCRDWithItsObjects(t *testing.T) {
+	c := connect(t, nil)
+	d := desired(t, "crd-env", map[string]string{
+		"kustomization.yaml": "resources: [ns.yaml, crd.yaml, widget.yaml]\n",
+		"ns.yaml":            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: crd-env\n",
+		"crd.yaml": `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {kind: Widget, plural: widgets, singular: widget}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+`,
+		"widget.yaml": "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: gear\nspec:\n  size: 3\n",
+	})
+	p := plan(t, c, d)
+	if got := actions(p); got["Widget.example.com/crd-env/gear"] != ActionCreate || p.Count(ActionCreate) != 3 {
+		t.Fatalf("plan: %v", got)
+	}
+	out := applyOK(t, c, p, waitOpts)
+	if out.Count(ResultCreated) != 3 {
+		t.Fatalf("created %d of 3", out.Count(ResultCreated))
+	}
+	// A fresh connection discovers the new kind; nothing is left to change.
+	if p := plan(t, connect(t, nil), d); p.HasChanges() {
+		t.Fatalf("after apply: %v", actions(p))
+	}
+}
