@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"os"
 	"strings"
+
+	"github.com/trueup-dev/trueup/config"
 )
 
 // Revision is an exact, immutable view of a source's content.
@@ -28,12 +30,16 @@ type Revision struct {
 }
 
 // Short returns the commit abbreviated as git does, or "working tree".
-func (r Revision) Short() string {
+func (r Revision) Short() string { return ShortCommit(r.Commit) }
+
+// ShortCommit abbreviates a commit SHA as git does; an empty one is the
+// working tree of a local directory.
+func ShortCommit(commit string) string {
 	switch {
-	case len(r.Commit) >= 7:
-		return r.Commit[:7]
-	case r.Commit != "":
-		return r.Commit
+	case len(commit) >= 7:
+		return commit[:7]
+	case commit != "":
+		return commit
 	default:
 		return "working tree"
 	}
@@ -72,7 +78,7 @@ func New(opts Options) (Source, error) {
 	if opts.URL == "" {
 		return nil, fmt.Errorf("source %q: no url", opts.Name)
 	}
-	if isLocalDir(opts.URL) {
+	if config.IsLocalPath(opts.URL) {
 		info, err := os.Stat(opts.URL)
 		if err != nil {
 			return nil, fmt.Errorf("source %q: %w", opts.Name, err)
@@ -83,15 +89,6 @@ func New(opts Options) (Source, error) {
 		return &Dir{name: opts.Name, root: opts.URL}, nil
 	}
 	return newGit(opts)
-}
-
-// isLocalDir matches config.IsLocalPath: no scheme and no scp-like user@host:.
-func isLocalDir(u string) bool {
-	if strings.Contains(u, "://") {
-		return false
-	}
-	host, _, hasColon := strings.Cut(u, ":")
-	return !(hasColon && !strings.Contains(host, "/") && strings.Contains(host, "@"))
 }
 
 // Redact hides the password of a URL, so URLs can go into errors and logs.

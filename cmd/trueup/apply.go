@@ -1,26 +1,22 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/trueup-dev/trueup/reconciler"
+	"github.com/trueup-dev/trueup/source"
 )
 
 type applyOptions struct {
-	clusterOptions
-	Output         string
-	ForceConflicts bool
+	planOptions
 	AllowMassPrune bool
 }
 
 func (o *applyOptions) BindFlags(fs *pflag.FlagSet) {
-	o.clusterOptions.BindFlags(fs)
-	fs.StringVarP(&o.Output, "output", "o", "text", "output format: text or json")
-	fs.BoolVar(&o.ForceConflicts, "force-conflicts", false, "take ownership of fields other field managers own")
+	o.planOptions.BindFlags(fs)
 	fs.BoolVar(&o.AllowMassPrune, "allow-mass-prune", false, "prune even when more than the environment's maxPrunePercent of its inventory would go")
 }
 
@@ -37,8 +33,8 @@ nothing changed. Exits non-zero if anything failed or did not become healthy.`,
   trueup apply production --context prod --allow-mass-prune`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.Output != "text" && o.Output != "json" {
-				return fmt.Errorf("--output: %q is not text or json", o.Output)
+			if err := o.validate(); err != nil {
+				return err
 			}
 			plan, run, err := g.plan(cmd, args[0], &o.clusterOptions, o.ForceConflicts)
 			if err != nil {
@@ -58,9 +54,7 @@ nothing changed. Exits non-zero if anything failed or did not become healthy.`,
 			}
 			w := cmd.OutOrStdout()
 			if o.Output == "json" {
-				enc := json.NewEncoder(w)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(out); err != nil {
+				if err := writeJSON(w, out); err != nil {
 					return err
 				}
 			} else {
@@ -72,7 +66,7 @@ nothing changed. Exits non-zero if anything failed or did not become healthy.`,
 					}
 				}
 				fmt.Fprintf(w, "%s at %s: %d created, %d configured, %d unchanged, %d pruned, %d failed\n",
-					out.Environment, short(out.Revision), out.Count(reconciler.ResultCreated), out.Count(reconciler.ResultConfigured),
+					out.Environment, source.ShortCommit(out.Revision), out.Count(reconciler.ResultCreated), out.Count(reconciler.ResultConfigured),
 					out.Count(reconciler.ResultUnchanged), out.Count(reconciler.ResultPruned), out.Count(reconciler.ResultFailed))
 			}
 			return out.Err()

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 
@@ -70,9 +69,7 @@ func printObjects(w io.Writer, objs []*unstructured.Unstructured, format string)
 		for i, o := range objs {
 			items[i] = o.Object
 		}
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"apiVersion": "v1", "kind": "List", "items": items})
+		return writeJSON(w, map[string]any{"apiVersion": "v1", "kind": "List", "items": items})
 	}
 	data, err := render.YAML(objs)
 	if err != nil {

@@ -9,22 +9,31 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/trueup-dev/trueup/reconciler"
+	"github.com/trueup-dev/trueup/source"
 )
 
-type diffOptions struct {
+// planOptions are the flags of the commands that compare git with a cluster.
+type planOptions struct {
 	clusterOptions
 	Output         string
 	ForceConflicts bool
 }
 
-func (o *diffOptions) BindFlags(fs *pflag.FlagSet) {
+func (o *planOptions) BindFlags(fs *pflag.FlagSet) {
 	o.clusterOptions.BindFlags(fs)
 	fs.StringVarP(&o.Output, "output", "o", "text", "output format: text or json")
-	fs.BoolVar(&o.ForceConflicts, "force-conflicts", false, "diff as if taking ownership of fields other field managers own")
+	fs.BoolVar(&o.ForceConflicts, "force-conflicts", false, "take ownership of fields other field managers own")
+}
+
+func (o *planOptions) validate() error {
+	if o.Output != "text" && o.Output != "json" {
+		return fmt.Errorf("--output: %q is not text or json", o.Output)
+	}
+	return nil
 }
 
 func newDiffCmd(g *globalOptions) *cobra.Command {
-	o := &diffOptions{}
+	o := &planOptions{}
 	cmd := &cobra.Command{
 		Use:   "diff ENV",
 		Short: "Show what applying an environment would change (exit 1 when anything would)",
@@ -37,8 +46,8 @@ Exit status, as kubectl diff: 0 no changes, 1 changes, 2 or more an error.`,
   trueup diff production --context prod -o json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.Output != "text" && o.Output != "json" {
-				return fmt.Errorf("--output: %q is not text or json", o.Output)
+			if err := o.validate(); err != nil {
+				return err
 			}
 			plan, _, err := g.plan(cmd, args[0], &o.clusterOptions, o.ForceConflicts)
 			if err != nil {
@@ -59,9 +68,7 @@ Exit status, as kubectl diff: 0 no changes, 1 changes, 2 or more an error.`,
 
 func printPlan(w io.Writer, plan *reconciler.Plan, format string) error {
 	if format == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(plan)
+		return writeJSON(w, plan)
 	}
 	marks := map[reconciler.Action]string{reconciler.ActionCreate: "+", reconciler.ActionUpdate: "~", reconciler.ActionPrune: "-"}
 	for _, c := range plan.Changes {
@@ -74,17 +81,14 @@ func printPlan(w io.Writer, plan *reconciler.Plan, format string) error {
 		}
 	}
 	fmt.Fprintf(w, "%s at %s: %d to create, %d to update, %d to prune, %d unchanged\n",
-		plan.Environment, short(plan.Revision), plan.Count(reconciler.ActionCreate), plan.Count(reconciler.ActionUpdate),
+		plan.Environment, source.ShortCommit(plan.Revision), plan.Count(reconciler.ActionCreate), plan.Count(reconciler.ActionUpdate),
 		plan.Count(reconciler.ActionPrune), plan.Count(reconciler.ActionUnchanged))
 	return nil
 }
 
-func short(rev string) string {
-	if len(rev) > 7 {
-		return rev[:7]
-	}
-	if rev == "" {
-		return "working tree"
-	}
-	return rev
+// writeJSON prints v as indented JSON, as kubectl -o json does.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
