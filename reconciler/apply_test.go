@@ -330,3 +330,48 @@ spec:
 		t.Fatalf("after apply: %v", actions(p))
 	}
 }
+
+// TestApplyReportsUnhealthy: an object that never becomes healthy fails the
+// apply once the environment's timeout passes.
+func TestApplyReportsUnhealthy(t *testing.T) {
+	c := connect(t, nil)
+	d := desired(t, "unhealthy-env", map[string]string{
+		"kustomization.yaml": "resources: [ns.yaml, web.yaml]\n",
+		"ns.yaml":            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: unhealthy-env\n",
+		// No node matches, so no Pod is ever scheduled.
+		"web.yaml": `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      nodeSelector: {pool: none}
+      containers: [{name: web, image: "ghcr.io/acme/web:1.0.0"}]
+`,
+	})
+	opts := waitOpts
+	opts.Timeout = 3 * time.Second
+	out, err := c.Apply(context.Background(), plan(t, c, d), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Err() == nil {
+		t.Fatal("apply succeeded though the Deployment cannot become Available")
+	}
+	for _, o := range out.Objects {
+		want := ResultCreated
+		if o.Kind == "Deployment" {
+			want = ResultFailed
+		}
+		if o.Result != want {
+			t.Errorf("%s: %s (%s), want %s", o.ID(), o.Result, o.Error, want)
+		}
+	}
+	// Run again, with nothing to change: still not healthy, still failing.
+	again, err := c.Apply(context.Background(), plan(t, c, d), opts)
+	if err != nil || again.Err() == nil || again.Count(ResultFailed) != 1 {
+		t.Fatalf("unchanged but unhealthy: %v, %d failed", err, again.Count(ResultFailed))
+	}
+}
