@@ -49,7 +49,7 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
-func connect(t *testing.T, w *writes) *Cluster {
+func connect(t testing.TB, w *writes) *Cluster {
 	t.Helper()
 	kubeconfig := clustertest.Kubeconfig(t)
 	flags := genericclioptions.NewConfigFlags(true)
@@ -90,7 +90,7 @@ func desired(t *testing.T, env string, files map[string]string) *Desired {
 	return &Desired{Environment: env, Revision: source.Revision{Commit: "0123456789abcdef"}, Objects: objs}
 }
 
-func plan(t *testing.T, c *Cluster, d *Desired) *Plan {
+func plan(t testing.TB, c *Cluster, d *Desired) *Plan {
 	t.Helper()
 	p, err := c.Diff(context.Background(), d, PlanOptions{Prune: true})
 	if err != nil {
