@@ -142,7 +142,7 @@ func (c *Cluster) Diff(ctx context.Context, desired *Desired, opts PlanOptions) 
 				continue
 			}
 			ch := newChange(id, ActionPrune)
-			ch.Diff = unified(yamlOf(normalize(live)), "")
+			ch.Diff = unified(yamlOf(maskAll(normalize(live))), "")
 			plan.Changes = append(plan.Changes, ch)
 		}
 	}
@@ -178,7 +178,7 @@ func (c *Cluster) diffObject(ctx context.Context, obj *unstructured.Unstructured
 	seen[id] = live
 	if meta.IsNoMatchError(err) {
 		// The kind's CRD is part of this apply and not installed yet.
-		change.Diff = unified("", yamlOf(normalize(obj)))
+		change.Diff = unified("", yamlOf(maskAll(normalize(obj))))
 		return change, nil
 	}
 	if err != nil {
@@ -187,7 +187,7 @@ func (c *Cluster) diffObject(ctx context.Context, obj *unstructured.Unstructured
 	if live == nil && namespaces[id.Namespace] && !c.namespaceExists(ctx, id.Namespace) {
 		// Its namespace is created by this same apply, so the server cannot
 		// dry-run it yet.
-		change.Diff = unified("", yamlOf(normalize(obj)))
+		change.Diff = unified("", yamlOf(maskAll(normalize(obj))))
 		return change, nil
 	}
 	result, err := c.dryRunApply(ctx, obj, force)
@@ -236,7 +236,8 @@ func normalize(obj *unstructured.Unstructured) map[string]any {
 	return o
 }
 
-// maskAll hides every value of a Secret.
+// maskAll hides every value of a Secret. Every diff text passes through it
+// or maskSecretPair: a plan is printed, logged and sent as JSON.
 func maskAll(o map[string]any) map[string]any {
 	secrets.Mask(&unstructured.Unstructured{Object: o})
 	return o

@@ -136,8 +136,15 @@ func (e *gitEnv) resourceVersions(t *testing.T) map[string]string {
 
 func TestDiffAndApplyFollowCommits(t *testing.T) {
 	e := newGitEnv(t, "cycle")
-	if _, _, code := e.run(t, "diff"); code != 1 {
+	js, _, code := e.run(t, "diff", "-o", "json")
+	if code != 1 {
 		t.Fatalf("diff before the first apply: exit %d, want 1", code)
+	}
+	// Every object is new, including the decrypted Secret, and its namespace
+	// does not exist yet: the full objects are in the plan, values masked.
+	if !strings.Contains(js, "db-credentials") || strings.Contains(js, "demo-only-s3cret") ||
+		strings.Contains(js, "old-t0ken-value") || strings.Contains(js, "b2xkLXQwa2VuLXZhbHVl") {
+		t.Errorf("first plan leaks secret values or lacks the Secret:\n%s", js)
 	}
 	out := e.mustApply(t)
 	if !strings.Contains(out, "cycle at ") || !strings.Contains(out, "6 created") {

@@ -26,7 +26,12 @@ type exitCodeError struct {
 	err  error
 }
 
-func (e *exitCodeError) Error() string { return e.err.Error() }
+func (e *exitCodeError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
 func (e *exitCodeError) Unwrap() error { return e.err }
 
 // globalOptions are the flags every command shares.
