@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/cli-utils/pkg/apply"
 	"sigs.k8s.io/cli-utils/pkg/apply/event"
 	"sigs.k8s.io/cli-utils/pkg/common"
@@ -21,6 +24,7 @@ const (
 	ResultConfigured Result = "configured"
 	ResultUnchanged  Result = "unchanged"
 	ResultPruned     Result = "pruned"
+	ResultReplaced   Result = "replaced"
 	ResultFailed     Result = "failed"
 )
 
@@ -94,6 +98,9 @@ func (c *Cluster) Apply(ctx context.Context, plan *Plan, opts ApplyOptions) (*Ou
 	if err := c.ensureInventoryNamespace(ctx); err != nil {
 		return nil, err
 	}
+	if err := c.deleteReplaced(ctx, plan, opts.Timeout); err != nil {
+		return nil, fmt.Errorf("apply %s: %w", plan.Environment, err)
+	}
 	applier, err := apply.NewApplierBuilder().
 		WithFactory(c.factory).
 		WithInventoryClient(c.inventory).
@@ -139,7 +146,7 @@ func (c *Cluster) Apply(ctx context.Context, plan *Plan, opts ApplyOptions) (*Ou
 			}
 			switch e.ApplyEvent.Status {
 			case event.ApplySuccessful:
-				r.Result = map[Action]Result{ActionCreate: ResultCreated, ActionUpdate: ResultConfigured}[r.Action]
+				r.Result = map[Action]Result{ActionCreate: ResultCreated, ActionUpdate: ResultConfigured, ActionReplace: ResultReplaced}[r.Action]
 				if r.Result == "" {
 					r.Result = ResultUnchanged
 				}
@@ -176,6 +183,36 @@ func (c *Cluster) Apply(ctx context.Context, plan *Plan, opts ApplyOptions) (*Ou
 		return out, fmt.Errorf("apply %s: %w", plan.Environment, runErr)
 	}
 	return out, ctx.Err()
+}
+
+// deleteReplaced deletes the objects the plan replaces and waits until they
+// are gone, so that the applier creates them afresh.
+func (c *Cluster) deleteReplaced(ctx context.Context, plan *Plan, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for _, ch := range plan.Changes {
+		if ch.Action != ActionReplace {
+			continue
+		}
+		ri, err := c.resourceFor(ch.id)
+		if err != nil {
+			return err
+		}
+		// Foreground: a Job's Pods go before the Job, so the new Job does not
+		// meet the old one's Pods.
+		fg := metav1.DeletePropagationForeground
+		if err := ri.Delete(ctx, ch.Name, metav1.DeleteOptions{PropagationPolicy: &fg}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("replace %s: %w", ch.ID(), err)
+		}
+		err = wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+			live, err := c.get(ctx, ch.id)
+			return live == nil, err
+		})
+		if err != nil {
+			return fmt.Errorf("replace %s: waiting for the old object to go: %w", ch.ID(), err)
+		}
+	}
+	return nil
 }
 
 // healthOf reports an unchanged object that is not healthy as failed, from

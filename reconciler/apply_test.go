@@ -375,3 +375,48 @@ spec:
 		t.Fatalf("unchanged but unhealthy: %v, %d failed", err, again.Count(ResultFailed))
 	}
 }
+
+// TestForceReplacesImmutableJob: a Job whose pod template changed cannot be
+// updated; with trueup.dev/force: enabled it is deleted and recreated,
+// without it the diff says why it cannot proceed.
+func TestForceReplacesImmutableJob(t *testing.T) {
+	ctx := context.Background()
+	c := connect(t, nil)
+	job := func(tag, annotations string) map[string]string {
+		return map[string]string{
+			"kustomization.yaml": "resources: [ns.yaml, job.yaml]\n",
+			"ns.yaml":            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: force-env\n",
+			"job.yaml": "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: migrate\n" + annotations +
+				"spec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: m, image: \"ghcr.io/acme/api:" + tag + "\"}]\n",
+		}
+	}
+	forced := "  annotations:\n    trueup.dev/force: enabled\n"
+	applyOK(t, c, plan(t, c, desired(t, "force-env", job("1.0.0", forced))), waitOpts)
+	cs := clientset(t)
+	before, err := cs.BatchV1().Jobs("force-env").Get(ctx, "migrate", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := c.Diff(ctx, desired(t, "force-env", job("1.1.0", "")), PlanOptions{Prune: true}); err == nil ||
+		!strings.Contains(err.Error(), "field is immutable") {
+		t.Fatalf("unforced immutable change: got %v", err)
+	}
+
+	p := plan(t, c, desired(t, "force-env", job("1.1.0", forced)))
+	if got := actions(p); got["Job.batch/force-env/migrate"] != ActionReplace {
+		t.Fatalf("plan: %v", got)
+	}
+	out := applyOK(t, c, p, waitOpts)
+	if out.Count(ResultReplaced) != 1 {
+		t.Fatalf("replaced %d, want 1", out.Count(ResultReplaced))
+	}
+	after, err := cs.BatchV1().Jobs("force-env").Get(ctx, "migrate", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.UID == before.UID || after.Spec.Template.Spec.Containers[0].Image != "ghcr.io/acme/api:1.1.0" || after.Status.CompletionTime == nil {
+		t.Fatalf("after replace: uid changed %v, image %s, completed %v", after.UID != before.UID,
+			after.Spec.Template.Spec.Containers[0].Image, after.Status.CompletionTime != nil)
+	}
+}

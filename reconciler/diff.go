@@ -25,6 +25,14 @@ const (
 	PruneDisabled   = "disabled"
 )
 
+// ForceAnnotation set to ForceEnabled lets trueup delete and recreate an
+// object whose change the API server rejects as immutable — a Job whose pod
+// template changed with a new image tag, say. Like Flux's force annotation.
+const (
+	ForceAnnotation = "trueup.dev/force"
+	ForceEnabled    = "enabled"
+)
+
 // Action is what an apply would do to one object.
 type Action string
 
@@ -33,6 +41,8 @@ const (
 	ActionUpdate    Action = "update"
 	ActionUnchanged Action = "unchanged"
 	ActionPrune     Action = "prune"
+	// ActionReplace deletes and recreates an object (see ForceAnnotation).
+	ActionReplace Action = "replace"
 )
 
 // Change is the plan for one object.
@@ -191,6 +201,11 @@ func (c *Cluster) diffObject(ctx context.Context, obj *unstructured.Unstructured
 		return change, nil
 	}
 	result, err := c.dryRunApply(ctx, obj, force)
+	if apierrors.IsInvalid(err) && live != nil && obj.GetAnnotations()[ForceAnnotation] == ForceEnabled {
+		change.Action = ActionReplace
+		change.Diff = unified(yamlOf(maskAll(normalize(live))), yamlOf(maskAll(normalize(obj))))
+		return change, nil
+	}
 	if err != nil {
 		return change, explainConflict(err)
 	}

@@ -65,9 +65,10 @@ nothing changed. Exits non-zero if anything failed or did not become healthy.`,
 						fmt.Fprintf(w, "%s %s\n", r.ID(), r.Result)
 					}
 				}
-				fmt.Fprintf(w, "%s at %s: %d created, %d configured, %d unchanged, %d pruned, %d failed\n",
+				fmt.Fprintf(w, "%s at %s: %d created, %d configured, %d replaced, %d unchanged, %d pruned, %d failed\n",
 					out.Environment, source.ShortCommit(out.Revision), out.Count(reconciler.ResultCreated), out.Count(reconciler.ResultConfigured),
-					out.Count(reconciler.ResultUnchanged), out.Count(reconciler.ResultPruned), out.Count(reconciler.ResultFailed))
+					out.Count(reconciler.ResultReplaced), out.Count(reconciler.ResultUnchanged), out.Count(reconciler.ResultPruned),
+					out.Count(reconciler.ResultFailed))
 			}
 			return out.Err()
 		},

@@ -165,7 +165,7 @@ func TestDiffAndApplyFollowCommits(t *testing.T) {
 	}
 	for _, want := range []string{
 		"~ update Deployment.apps/cycle/web", "-  replicas: 1", "+  replicas: 2",
-		"- prune ConfigMap/cycle/y", "0 to create, 1 to update, 1 to prune",
+		"- prune ConfigMap/cycle/y", "0 to create, 1 to update, 0 to replace, 1 to prune",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("diff lacks %q:\n%s", want, text)

@@ -70,19 +70,20 @@ func printPlan(w io.Writer, plan *reconciler.Plan, format string) error {
 	if format == "json" {
 		return writeJSON(w, plan)
 	}
-	marks := map[reconciler.Action]string{reconciler.ActionCreate: "+", reconciler.ActionUpdate: "~", reconciler.ActionPrune: "-"}
+	marks := map[reconciler.Action]string{reconciler.ActionCreate: "+", reconciler.ActionUpdate: "~",
+		reconciler.ActionReplace: "!", reconciler.ActionPrune: "-"}
 	for _, c := range plan.Changes {
 		if c.Action == reconciler.ActionUnchanged {
 			continue
 		}
 		fmt.Fprintf(w, "%s %s %s\n", marks[c.Action], c.Action, c.ID())
-		if c.Action == reconciler.ActionUpdate {
+		if c.Action == reconciler.ActionUpdate || c.Action == reconciler.ActionReplace {
 			fmt.Fprint(w, c.Diff)
 		}
 	}
-	fmt.Fprintf(w, "%s at %s: %d to create, %d to update, %d to prune, %d unchanged\n",
+	fmt.Fprintf(w, "%s at %s: %d to create, %d to update, %d to replace, %d to prune, %d unchanged\n",
 		plan.Environment, source.ShortCommit(plan.Revision), plan.Count(reconciler.ActionCreate), plan.Count(reconciler.ActionUpdate),
-		plan.Count(reconciler.ActionPrune), plan.Count(reconciler.ActionUnchanged))
+		plan.Count(reconciler.ActionReplace), plan.Count(reconciler.ActionPrune), plan.Count(reconciler.ActionUnchanged))
 	return nil
 }
 
