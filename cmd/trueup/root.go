@@ -81,6 +81,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newBuildCmd(g),
 		newDiffCmd(g),
 		newApplyCmd(g),
+		newRunCmd(g),
 		newVersionCmd(),
 	)
 	return root

@@ -15,19 +15,23 @@ import (
 // wiring is what every command that renders environments is built from.
 type wiring struct {
 	cfg      *config.Config
+	sources  map[string]source.Source
 	renderer *reconciler.Renderer
 }
 
-// wire loads the config and builds its sources and decrypter. With --repo,
-// every source reads that local directory instead of its URL.
-func (g *globalOptions) wire(log *slog.Logger) (*wiring, error) {
+// wire loads the config and builds its sources (clones in memory) and
+// decrypter. With --repo, every source reads that local directory instead.
+func (g *globalOptions) wire(log *slog.Logger) (*wiring, error) { return g.wireCached(log, "") }
+
+// wireCached is wire with git clones kept in cacheDir, for the daemon.
+func (g *globalOptions) wireCached(log *slog.Logger, cacheDir string) (*wiring, error) {
 	cfg, err := config.Load(g.ConfigPath)
 	if err != nil {
 		return nil, err
 	}
 	sources := make(map[string]source.Source, len(cfg.Sources))
 	for _, s := range cfg.Sources {
-		opts := source.Options{Name: s.Name, URL: s.URL, Logger: log.With("source", s.Name)}
+		opts := source.Options{Name: s.Name, URL: s.URL, CacheDir: cacheDir, Logger: log.With("source", s.Name)}
 		if g.Repo != "" {
 			opts.URL = g.Repo
 		} else {
@@ -49,7 +53,7 @@ func (g *globalOptions) wire(log *slog.Logger) (*wiring, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &wiring{cfg: cfg, renderer: reconciler.NewRenderer(cfg, sources, dec, log)}, nil
+	return &wiring{cfg: cfg, sources: sources, renderer: reconciler.NewRenderer(cfg, sources, dec, log)}, nil
 }
 
 // planRun is what a diff leaves for an apply to use.

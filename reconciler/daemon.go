@@ -1,0 +1,329 @@
+package reconciler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/trueup-dev/trueup/config"
+	"github.com/trueup-dev/trueup/source"
+)
+
+// EnvStatus is what the daemon reports about one environment.
+type EnvStatus struct {
+	Name string `json:"name"`
+	// Revision is the commit last applied successfully.
+	Revision string `json:"revision,omitempty"`
+	// Status is synced, out_of_sync, progressing or failed.
+	Status     string     `json:"status"`
+	DriftCount int        `json:"driftCount"`
+	LastSync   *time.Time `json:"lastSync,omitempty"`
+	LastError  string     `json:"lastError,omitempty"`
+	NextRun    time.Time  `json:"nextRun"`
+}
+
+// DaemonOptions wire a Daemon.
+type DaemonOptions struct {
+	Config   *config.Config
+	Sources  map[string]source.Source
+	Renderer *Renderer
+	Cluster  *Cluster
+	Metrics  *Metrics
+	Logger   *slog.Logger
+	// Concurrency bounds how many environments reconcile at once.
+	Concurrency int
+}
+
+// Daemon keeps every environment of a config in sync: environments run in
+// parallel (bounded), each one serially, each on its own schedule.
+type Daemon struct {
+	opts DaemonOptions
+	log  *slog.Logger
+	sem  chan struct{}
+
+	mu     sync.Mutex
+	status map[string]*EnvStatus
+	ready  bool
+}
+
+// NewDaemon returns a Daemon; Run starts it.
+func NewDaemon(opts DaemonOptions) *Daemon {
+	if opts.Concurrency < 1 {
+		opts.Concurrency = 1
+	}
+	d := &Daemon{opts: opts, log: opts.Logger, sem: make(chan struct{}, opts.Concurrency), status: map[string]*EnvStatus{}}
+	for _, env := range opts.Config.Environments {
+		d.status[env.Name] = &EnvStatus{Name: env.Name, Status: StatusProgressing}
+	}
+	return d
+}
+
+// Run reconciles until ctx ends. A reconcile in progress when ctx ends is
+// abandoned through ctx; the inventory keeps what was applied.
+func (d *Daemon) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	started := make(chan struct{}, len(d.opts.Config.Environments))
+	for i := range d.opts.Config.Environments {
+		env := &d.opts.Config.Environments[i]
+		wg.Go(func() { d.loop(ctx, env, started) })
+	}
+	for range d.opts.Config.Environments {
+		select {
+		case <-started:
+		case <-ctx.Done():
+		}
+	}
+	d.mu.Lock()
+	d.ready = true
+	d.mu.Unlock()
+	wg.Wait()
+	return nil
+}
+
+// envState is what one environment's loop remembers between runs.
+type envState struct {
+	applied  string // revision applied and healthy
+	failures int
+}
+
+func (d *Daemon) loop(ctx context.Context, env *config.Environment, started chan<- struct{}) {
+	period := env.Interval
+	if src, err := d.opts.Config.Source(env.Source); err == nil && src.Interval < period {
+		period = src.Interval // new commits are noticed at the source's pace
+	}
+	st := &envState{}
+	first := true
+	for {
+		select {
+		case d.sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		err := d.reconcile(ctx, env, st)
+		<-d.sem
+		if first {
+			started <- struct{}{}
+			first = false
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		delay := period
+		if err != nil {
+			st.failures++
+			delay = backoff(st.failures, period)
+			d.log.Error("reconcile failed", "env", env.Name, "err", err, "retry_in", delay)
+		} else {
+			st.failures = 0
+		}
+		d.update(env.Name, func(s *EnvStatus) { s.NextRun = time.Now().Add(delay) })
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// backoff grows exponentially from a second up to max, with ±20% jitter so
+// failing environments do not retry in lockstep.
+func backoff(failures int, max time.Duration) time.Duration {
+	d := time.Second << min(failures-1, 20)
+	if d > max {
+		d = max
+	}
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// reconcile is one pass: fetch, render, diff, then apply when git moved, or
+// when the cluster drifted and the environment heals itself.
+func (d *Daemon) reconcile(ctx context.Context, env *config.Environment, st *envState) (err error) {
+	m, name := d.opts.Metrics, env.Name
+	log := d.log.With("env", name)
+	defer func() {
+		m.reconcileTotal.WithLabelValues(name, result(err)).Inc()
+		if err != nil {
+			m.setStatus(name, StatusFailed)
+			d.update(name, func(s *EnvStatus) { s.Status, s.LastError = StatusFailed, err.Error() })
+		}
+	}()
+	phase := func(p string, start time.Time) {
+		m.reconcileDuration.WithLabelValues(name, p).Observe(time.Since(start).Seconds())
+	}
+
+	start := time.Now()
+	src := d.opts.Sources[env.Source]
+	if src == nil {
+		return fmt.Errorf("environment %s: source %q is not configured", name, env.Source)
+	}
+	fetchErr := src.Fetch(ctx)
+	m.fetchTotal.WithLabelValues(env.Source, result(fetchErr)).Inc()
+	m.fetchDuration.WithLabelValues(env.Source).Observe(time.Since(start).Seconds())
+	phase("fetch", start)
+	if fetchErr != nil {
+		return fmt.Errorf("fetch %s: %w", name, fetchErr)
+	}
+
+	start = time.Now()
+	desired, err := d.opts.Renderer.Render(ctx, name, false)
+	phase("render", start)
+	if err != nil {
+		return err
+	}
+	rev := desired.Revision.Commit
+	log = log.With("revision", desired.Revision.Short())
+	m.managedObjects.WithLabelValues(name).Set(float64(len(desired.Objects)))
+
+	start = time.Now()
+	// The daemon owns what git says, as Flux's controller does: fields that
+	// someone took over with kubectl edit or scale are drift, not conflicts.
+	plan, err := d.opts.Cluster.Diff(ctx, desired, PlanOptions{Prune: env.Prune, ForceConflicts: true})
+	phase("diff", start)
+	if err != nil {
+		return err
+	}
+
+	drifted := rev == st.applied && plan.HasChanges()
+	d.recordDrift(name, plan, drifted)
+	if drifted {
+		log.Warn("drift detected", "objects", driftCount(plan))
+		if !env.SelfHeal {
+			m.setStatus(name, StatusOutOfSync)
+			d.update(name, func(s *EnvStatus) { s.Status, s.LastError = StatusOutOfSync, "" })
+			return nil
+		}
+	}
+
+	if plan.HasChanges() {
+		m.setStatus(name, StatusProgressing)
+		d.update(name, func(s *EnvStatus) { s.Status = StatusProgressing })
+	}
+	start = time.Now()
+	out, err := d.opts.Cluster.Apply(ctx, plan, ApplyOptions{
+		Prune: env.Prune, Wait: env.Wait, Timeout: env.Timeout, ForceConflicts: true,
+		MaxPrunePercent: env.MaxPrunePercent, AllowMassPrune: env.AllowMassPrune,
+	})
+	phase("apply", start)
+	if out != nil {
+		for _, r := range out.Objects {
+			m.objectsApplied.WithLabelValues(name, string(r.Result)).Inc()
+			if r.Result != ResultUnchanged {
+				log.Info("applied", "object", r.ID(), "result", r.Result, "error", r.Error)
+			}
+		}
+	}
+	if err == nil && out != nil {
+		err = out.Err()
+	}
+	if err != nil {
+		return err
+	}
+
+	st.applied = rev
+	now := time.Now()
+	m.setStatus(name, StatusSynced)
+	m.lastSync.WithLabelValues(name).Set(float64(now.Unix()))
+	m.envInfo.DeletePartialMatch(prometheus.Labels{"environment": name})
+	m.envInfo.WithLabelValues(name, env.Source, env.Branch, env.Path, rev).Set(1)
+	if drifted {
+		d.recordDrift(name, nil, false) // healed
+	}
+	d.update(name, func(s *EnvStatus) {
+		s.Revision, s.Status, s.LastError, s.LastSync = rev, StatusSynced, "", &now
+	})
+	return nil
+}
+
+func driftCount(p *Plan) int {
+	n := 0
+	for _, c := range p.Changes {
+		if c.Action != ActionUnchanged {
+			n++
+		}
+	}
+	return n
+}
+
+// recordDrift sets trueup_drift_objects by kind, or clears it.
+func (d *Daemon) recordDrift(env string, p *Plan, drifted bool) {
+	m := d.opts.Metrics
+	m.driftObjects.DeletePartialMatch(prometheus.Labels{"environment": env})
+	if !drifted {
+		d.update(env, func(s *EnvStatus) { s.DriftCount = 0 })
+		return
+	}
+	m.driftDetected.WithLabelValues(env).Inc()
+	for _, c := range p.Changes {
+		if c.Action != ActionUnchanged {
+			m.driftObjects.WithLabelValues(env, c.Group, c.Kind).Inc()
+		}
+	}
+	d.update(env, func(s *EnvStatus) { s.DriftCount = driftCount(p) })
+}
+
+func (d *Daemon) update(env string, f func(*EnvStatus)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f(d.status[env])
+}
+
+// Status returns every environment's status, by name.
+func (d *Daemon) Status() []EnvStatus {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]EnvStatus, 0, len(d.status))
+	for _, s := range d.status {
+		out = append(out, *s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Handler serves /metrics, /healthz, /readyz and the status API.
+func (d *Daemon) Handler(g prometheus.Gatherer) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		d.mu.Lock()
+		ready := d.ready
+		d.mu.Unlock()
+		if !ready {
+			http.Error(w, "first reconcile of every environment not done yet", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /api/v1/environments", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, d.Status())
+	})
+	mux.HandleFunc("GET /api/v1/environments/{name}", func(w http.ResponseWriter, r *http.Request) {
+		for _, s := range d.Status() {
+			if s.Name == r.PathValue("name") {
+				writeJSON(w, s)
+				return
+			}
+		}
+		http.Error(w, "no such environment", http.StatusNotFound)
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	if err := json.NewEncoder(w).Encode(v); err != nil && !errors.Is(err, http.ErrHandlerTimeout) {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+	}
+}

@@ -1,0 +1,237 @@
+package reconciler
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/trueup-dev/trueup/config"
+	"github.com/trueup-dev/trueup/source"
+	"github.com/trueup-dev/trueup/source/sourcetest"
+)
+
+// eventually polls check until it returns nil or the deadline passes.
+func eventually(t *testing.T, what string, check func() error) {
+	t.Helper()
+	deadline := time.After(90 * time.Second)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("%s: %v", what, err)
+		case <-tick.C:
+		}
+	}
+}
+
+func envFiles(env, value string) map[string]string {
+	return map[string]string{
+		"envs/" + env + "/kustomization.yaml": "resources: [ns.yaml, cm.yaml]\n",
+		"envs/" + env + "/ns.yaml":            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: " + env + "\n  annotations:\n    trueup.dev/prune: disabled\n",
+		"envs/" + env + "/cm.yaml":            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  value: " + value + "\n",
+	}
+}
+
+func merge(ms ...map[string]string) map[string]string {
+	out := map[string]string{}
+	for _, m := range ms {
+		for k, v := range m {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// TestDaemon runs the daemon against the loopback git server and the local
+// control plane: commits are applied without a restart, a broken environment
+// fails alone and recovers, and drift is healed or reported per selfHeal.
+func TestDaemon(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv := sourcetest.NewServer(t, sourcetest.Options{})
+	url := srv.CreateRepo("deploy", merge(envFiles("d-heal", "one"), envFiles("d-broken", "one"), envFiles("d-watch", "one")))
+	cfg, err := config.Parse([]byte(`apiVersion: trueup.dev/v1alpha1
+kind: Config
+sources:
+  - {name: deploy, url: "`+url+`", interval: 1s}
+environments:
+  - {name: d-heal, source: deploy, path: envs/d-heal, namespace: d-heal, interval: 1s, selfHeal: true}
+  - {name: d-broken, source: deploy, path: envs/d-broken, namespace: d-broken, interval: 1s}
+  - {name: d-watch, source: deploy, path: envs/d-watch, namespace: d-watch, interval: 1s}
+`), "trueup.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := source.New(source.Options{Name: "deploy", URL: url, CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sources := map[string]source.Source{"deploy": src}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	reg := prometheus.NewRegistry()
+	d := NewDaemon(DaemonOptions{
+		Config: cfg, Sources: sources, Renderer: NewRenderer(cfg, sources, nil, log),
+		Cluster: connect(t, nil), Metrics: NewMetrics(reg), Logger: log, Concurrency: 2,
+	})
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	api := httptest.NewServer(d.Handler(reg))
+	defer api.Close()
+
+	status := func(env string) (EnvStatus, error) {
+		var s EnvStatus
+		resp, err := http.Get(api.URL + "/api/v1/environments/" + env)
+		if err != nil {
+			return s, err
+		}
+		defer resp.Body.Close()
+		return s, json.NewDecoder(resp.Body).Decode(&s)
+	}
+	waitStatus := func(env, want string, extra func(EnvStatus) error) {
+		t.Helper()
+		eventually(t, env+" "+want, func() error {
+			s, err := status(env)
+			if err != nil {
+				return err
+			}
+			if s.Status != want {
+				return fmt.Errorf("status %s (%s)", s.Status, s.LastError)
+			}
+			if extra != nil {
+				return extra(s)
+			}
+			return nil
+		})
+	}
+	cs := clientset(t)
+	value := func(ns string) string {
+		cm, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, "settings", metav1.GetOptions{})
+		if err != nil {
+			return "<" + err.Error() + ">"
+		}
+		return cm.Data["value"]
+	}
+	metrics := func() string {
+		resp, err := http.Get(api.URL + "/metrics")
+		if err != nil {
+			return err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return string(body)
+	}
+
+	for _, env := range []string{"d-heal", "d-broken", "d-watch"} {
+		waitStatus(env, StatusSynced, nil)
+	}
+	if resp, err := http.Get(api.URL + "/readyz"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("readyz: %v %v", resp, err)
+	}
+
+	// A commit is applied without a restart; a broken environment fails on
+	// its own and keeps its last good state.
+	sha := srv.Commit("deploy", "main", sourcetest.Change{Files: merge(envFiles("d-heal", "two"), map[string]string{
+		"envs/d-broken/kustomization.yaml": "resources: [ns.yaml, cm.yaml\n",
+		"envs/d-broken/cm.yaml":            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  value: never\n",
+	})})
+	eventually(t, "d-heal applies the commit", func() error {
+		if v := value("d-heal"); v != "two" {
+			return fmt.Errorf("value %q", v)
+		}
+		return nil
+	})
+	waitStatus("d-heal", StatusSynced, func(s EnvStatus) error {
+		if s.Revision != sha {
+			return fmt.Errorf("revision %s, want %s", s.Revision, sha)
+		}
+		return nil
+	})
+	waitStatus("d-broken", StatusFailed, func(s EnvStatus) error {
+		if !strings.Contains(s.LastError, "envs/d-broken/kustomization.yaml") {
+			return fmt.Errorf("last error %q does not name the file", s.LastError)
+		}
+		return nil
+	})
+	if v := value("d-broken"); v != "one" {
+		t.Fatalf("the broken environment's last good state changed: %q", v)
+	}
+	srv.Commit("deploy", "main", sourcetest.Change{Files: envFiles("d-broken", "three")})
+	eventually(t, "d-broken recovers", func() error {
+		if v := value("d-broken"); v != "three" {
+			return fmt.Errorf("value %q", v)
+		}
+		return nil
+	})
+	waitStatus("d-broken", StatusSynced, nil)
+
+	// Drift: healed where selfHeal is on, reported where it is off.
+	for _, ns := range []string{"d-heal", "d-watch"} {
+		cm, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, "settings", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cm.Data["value"] = "edited-by-hand"
+		if _, err := cs.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{FieldManager: "kubectl-edit"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "d-heal heals", func() error {
+		if v := value("d-heal"); v != "two" {
+			return fmt.Errorf("value %q", v)
+		}
+		if !strings.Contains(metrics(), `trueup_drift_detected_total{environment="d-heal"}`) {
+			return fmt.Errorf("no drift counted")
+		}
+		return nil
+	})
+	waitStatus("d-watch", StatusOutOfSync, func(s EnvStatus) error {
+		if s.DriftCount != 1 {
+			return fmt.Errorf("drift count %d", s.DriftCount)
+		}
+		return nil
+	})
+	if m := metrics(); !strings.Contains(m, `trueup_drift_objects{environment="d-watch",group="",kind="ConfigMap"} 1`) ||
+		!strings.Contains(m, `trueup_sync_status{environment="d-watch",status="out_of_sync"} 1`) {
+		t.Errorf("metrics do not show d-watch's drift:\n%s", m)
+	}
+	if v := value("d-watch"); v != "edited-by-hand" {
+		t.Errorf("d-watch has no selfHeal but its drift was reverted: %q", v)
+	}
+	for _, want := range []string{
+		`trueup_reconcile_total{environment="d-heal",result="success"}`,
+		`trueup_reconcile_total{environment="d-broken",result="failure"}`,
+		`trueup_source_fetch_total{result="success",source="deploy"}`,
+		`trueup_reconcile_duration_seconds_bucket{environment="d-heal",phase="diff"`,
+		`trueup_environment_info{branch="main",environment="d-heal",path="envs/d-heal",revision="`,
+		`trueup_managed_objects{environment="d-heal"} 2`,
+	} {
+		if !strings.Contains(metrics(), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Run did not return after its context ended")
+	}
+}

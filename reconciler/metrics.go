@@ -1,0 +1,90 @@
+package reconciler
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Sync statuses, the values of trueup_sync_status's status label.
+const (
+	StatusSynced      = "synced"
+	StatusOutOfSync   = "out_of_sync"
+	StatusProgressing = "progressing"
+	StatusFailed      = "failed"
+)
+
+var syncStatuses = []string{StatusSynced, StatusOutOfSync, StatusProgressing, StatusFailed}
+
+// Metrics are the daemon's Prometheus metrics, named as the design fixes
+// them. They register on the registry they are given, never a global one.
+type Metrics struct {
+	envInfo           *prometheus.GaugeVec
+	syncStatus        *prometheus.GaugeVec
+	driftObjects      *prometheus.GaugeVec
+	driftDetected     *prometheus.CounterVec
+	managedObjects    *prometheus.GaugeVec
+	objectsApplied    *prometheus.CounterVec
+	reconcileTotal    *prometheus.CounterVec
+	reconcileDuration *prometheus.HistogramVec
+	lastSync          *prometheus.GaugeVec
+	fetchTotal        *prometheus.CounterVec
+	fetchDuration     *prometheus.HistogramVec
+}
+
+// NewMetrics creates the metrics and registers them on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		envInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "trueup_environment_info", Help: "Always 1; labels describe the environment and the revision it is at.",
+		}, []string{"environment", "source", "branch", "path", "revision"}),
+		syncStatus: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "trueup_sync_status", Help: "1 for the environment's current sync status, 0 for the others.",
+		}, []string{"environment", "status"}),
+		driftObjects: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "trueup_drift_objects", Help: "Objects whose live state differs from git at the applied revision.",
+		}, []string{"environment", "group", "kind"}),
+		driftDetected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trueup_drift_detected_total", Help: "Drift checks that found drift.",
+		}, []string{"environment"}),
+		managedObjects: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "trueup_managed_objects", Help: "Objects the environment renders.",
+		}, []string{"environment"}),
+		objectsApplied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trueup_objects_applied_total", Help: "Objects applied, by what happened to them.",
+		}, []string{"environment", "action"}),
+		reconcileTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trueup_reconcile_total", Help: "Reconciles, by result.",
+		}, []string{"environment", "result"}),
+		reconcileDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "trueup_reconcile_duration_seconds", Help: "Time spent per reconcile phase.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 3, 10),
+		}, []string{"environment", "phase"}),
+		lastSync: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "trueup_last_sync_timestamp_seconds", Help: "Unix time of the environment's last successful sync.",
+		}, []string{"environment"}),
+		fetchTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trueup_source_fetch_total", Help: "Source fetches, by result.",
+		}, []string{"source", "result"}),
+		fetchDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "trueup_source_fetch_duration_seconds", Help: "Time a source fetch takes.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 3, 10),
+		}, []string{"source"}),
+	}
+	reg.MustRegister(m.envInfo, m.syncStatus, m.driftObjects, m.driftDetected, m.managedObjects, m.objectsApplied,
+		m.reconcileTotal, m.reconcileDuration, m.lastSync, m.fetchTotal, m.fetchDuration)
+	return m
+}
+
+func (m *Metrics) setStatus(env, status string) {
+	for _, s := range syncStatuses {
+		v := 0.0
+		if s == status {
+			v = 1
+		}
+		m.syncStatus.WithLabelValues(env, s).Set(v)
+	}
+}
+
+func result(err error) string {
+	if err != nil {
+		return "failure"
+	}
+	return "success"
+}
