@@ -219,8 +219,11 @@ func (d *Daemon) reconcile(ctx context.Context, env *config.Environment, st *env
 	if out != nil {
 		for _, r := range out.Objects {
 			m.objectsApplied.WithLabelValues(name, string(r.Result)).Inc()
-			if r.Result != ResultUnchanged {
-				log.Info("applied", "object", r.ID(), "result", r.Result, "error", r.Error)
+			switch {
+			case r.Error != "":
+				log.Error("apply failed", "object", r.ID(), "result", r.Result, "err", r.Error)
+			case r.Result != ResultUnchanged:
+				log.Info("applied", "object", r.ID(), "result", r.Result)
 			}
 		}
 	}
