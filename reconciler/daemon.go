@@ -51,6 +51,9 @@ type Daemon struct {
 	log  *slog.Logger
 	sem  chan struct{}
 
+	// triggers wake an environment's loop early (a webhook saw a push).
+	triggers map[string]chan struct{}
+
 	mu     sync.Mutex
 	status map[string]*EnvStatus
 	ready  bool
@@ -61,11 +64,28 @@ func NewDaemon(opts DaemonOptions) *Daemon {
 	if opts.Concurrency < 1 {
 		opts.Concurrency = 1
 	}
-	d := &Daemon{opts: opts, log: opts.Logger, sem: make(chan struct{}, opts.Concurrency), status: map[string]*EnvStatus{}}
+	d := &Daemon{opts: opts, log: opts.Logger, sem: make(chan struct{}, opts.Concurrency),
+		status: map[string]*EnvStatus{}, triggers: map[string]chan struct{}{}}
 	for _, env := range opts.Config.Environments {
 		d.status[env.Name] = &EnvStatus{Name: env.Name, Status: StatusProgressing}
+		d.triggers[env.Name] = make(chan struct{}, 1)
 	}
 	return d
+}
+
+// Trigger makes every environment on the source reconcile now instead of at
+// its next scheduled run. It never blocks; triggers while one is pending
+// collapse into it.
+func (d *Daemon) Trigger(sourceName string) {
+	for _, env := range d.opts.Config.Environments {
+		if env.Source != sourceName {
+			continue
+		}
+		select {
+		case d.triggers[env.Name] <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // Run reconciles until ctx ends. A reconcile in progress when ctx ends is
@@ -132,6 +152,8 @@ func (d *Daemon) loop(ctx context.Context, env *config.Environment, started chan
 		case <-ctx.Done():
 			t.Stop()
 			return
+		case <-d.triggers[env.Name]:
+			t.Stop()
 		case <-t.C:
 		}
 	}

@@ -2,6 +2,9 @@ package reconciler
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -234,4 +238,83 @@ environments:
 	case <-time.After(time.Minute):
 		t.Fatal("Run did not return after its context ended")
 	}
+}
+
+// TestDaemonWebhook: with polling an hour apart, a signed push webhook makes
+// the daemon apply a new commit at once; a badly signed one triggers nothing.
+func TestDaemonWebhook(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv := sourcetest.NewServer(t, sourcetest.Options{})
+	url := srv.CreateRepo("deploy", envFiles("d-hook", "one"))
+	cfg, err := config.Parse([]byte(`apiVersion: trueup.dev/v1alpha1
+kind: Config
+sources:
+  - {name: deploy, url: "`+url+`", interval: 1h}
+environments:
+  - {name: d-hook, source: deploy, path: envs/d-hook, namespace: d-hook, interval: 1h}
+`), "trueup.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := source.New(source.Options{Name: "deploy", URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sources := map[string]source.Source{"deploy": src}
+	log := slog.New(slog.DiscardHandler)
+	d := NewDaemon(DaemonOptions{
+		Config: cfg, Sources: sources, Renderer: NewRenderer(cfg, sources, nil, log),
+		Cluster: connect(t, nil), Metrics: NewMetrics(prometheus.NewRegistry()), Logger: log,
+	})
+	go func() { _ = d.Run(ctx) }()
+	var triggers atomic.Int64
+	hooks := httptest.NewServer(source.WebhookHandler(source.WebhookOptions{
+		Secret:  []byte("hook-secret"),
+		Sources: map[string]string{"deploy": url},
+		Trigger: func(s string) { triggers.Add(1); d.Trigger(s) },
+	}))
+	defer hooks.Close()
+	cs := clientset(t)
+	value := func() string {
+		cm, err := cs.CoreV1().ConfigMaps("d-hook").Get(ctx, "settings", metav1.GetOptions{})
+		if err != nil {
+			return err.Error()
+		}
+		return cm.Data["value"]
+	}
+	eventually(t, "first sync", func() error {
+		if v := value(); v != "one" {
+			return fmt.Errorf("value %q", v)
+		}
+		return nil
+	})
+
+	srv.Commit("deploy", "main", sourcetest.Change{Files: envFiles("d-hook", "two")})
+	body := `{"url":"` + url + `"}`
+	post := func(signature string) int {
+		req, _ := http.NewRequest(http.MethodPost, hooks.URL+"/hooks/generic", strings.NewReader(body))
+		req.Header.Set(source.GenericSignatureHeader, signature)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	mac := hmac.New(sha256.New, []byte("hook-secret"))
+	mac.Write([]byte(body))
+	good := "sha256=" + hex.EncodeToString(mac.Sum(nil))
+	if code := post("sha256=" + strings.Repeat("0", 64)); code != http.StatusUnauthorized || triggers.Load() != 0 {
+		t.Fatalf("badly signed hook: status %d, %d triggers", code, triggers.Load())
+	}
+	if code := post(good); code != http.StatusOK || triggers.Load() != 1 {
+		t.Fatalf("signed hook: status %d, %d triggers", code, triggers.Load())
+	}
+	eventually(t, "the pushed commit is applied after the webhook", func() error {
+		if v := value(); v != "two" {
+			return fmt.Errorf("value %q", v)
+		}
+		return nil
+	})
 }

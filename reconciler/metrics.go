@@ -26,6 +26,7 @@ type Metrics struct {
 	lastSync          *prometheus.GaugeVec
 	fetchTotal        *prometheus.CounterVec
 	fetchDuration     *prometheus.HistogramVec
+	webhookRequests   *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them on reg.
@@ -66,10 +67,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "trueup_source_fetch_duration_seconds", Help: "Time a source fetch takes.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 3, 10),
 		}, []string{"source"}),
+		webhookRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trueup_webhook_requests_total", Help: "Push webhook requests, by provider and result.",
+		}, []string{"provider", "result"}),
 	}
-	reg.MustRegister(m.envInfo, m.syncStatus, m.driftObjects, m.driftDetected, m.managedObjects, m.objectsApplied,
+	reg.MustRegister(m.webhookRequests, m.envInfo, m.syncStatus, m.driftObjects, m.driftDetected, m.managedObjects, m.objectsApplied,
 		m.reconcileTotal, m.reconcileDuration, m.lastSync, m.fetchTotal, m.fetchDuration)
 	return m
+}
+
+// ObserveWebhook counts a webhook request.
+func (m *Metrics) ObserveWebhook(provider, result string) {
+	m.webhookRequests.WithLabelValues(provider, result).Inc()
 }
 
 func (m *Metrics) setStatus(env, status string) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,18 +17,23 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/trueup-dev/trueup/reconciler"
+	"github.com/trueup-dev/trueup/source"
 )
 
 type runOptions struct {
 	clusterOptions
-	HTTPAddr    string
-	Concurrency int
-	CacheDir    string
+	HTTPAddr          string
+	WebhookAddr       string
+	WebhookSecretFile string
+	Concurrency       int
+	CacheDir          string
 }
 
 func (o *runOptions) BindFlags(fs *pflag.FlagSet) {
 	o.clusterOptions.BindFlags(fs)
 	fs.StringVar(&o.HTTPAddr, "http-addr", ":8080", "address for /metrics, /healthz, /readyz and /api/v1/environments")
+	fs.StringVar(&o.WebhookAddr, "webhook-addr", ":9292", "address for push webhooks (/hooks/github, /hooks/gitlab, /hooks/generic); the only one to expose publicly")
+	fs.StringVar(&o.WebhookSecretFile, "webhook-secret-file", "", "file holding the webhook secret (HMAC key, or GitLab token); without it webhooks are off")
 	fs.IntVar(&o.Concurrency, "concurrency", 4, "how many environments reconcile at the same time")
 	fs.StringVar(&o.CacheDir, "cache-dir", filepath.Join(os.TempDir(), "trueup"), "where git clones are kept between fetches")
 }
@@ -58,29 +64,41 @@ selfHeal). Serves Prometheus metrics, health probes and a status API on
 			}
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			metrics := reconciler.NewMetrics(reg)
 			d := reconciler.NewDaemon(reconciler.DaemonOptions{
 				Config: w.cfg, Sources: w.sources, Renderer: w.renderer, Cluster: cluster,
-				Metrics: reconciler.NewMetrics(reg), Logger: log, Concurrency: o.Concurrency,
+				Metrics: metrics, Logger: log, Concurrency: o.Concurrency,
 			})
 
-			ln, err := net.Listen("tcp", o.HTTPAddr)
-			if err != nil {
-				return fmt.Errorf("--http-addr: %w", err)
+			servers := []*server{{name: "--http-addr", addr: o.HTTPAddr, handler: d.Handler(reg)}}
+			if o.WebhookSecretFile != "" {
+				secret, err := os.ReadFile(o.WebhookSecretFile)
+				if err != nil {
+					return fmt.Errorf("--webhook-secret-file: %w", err)
+				}
+				urls := map[string]string{}
+				for _, s := range w.cfg.Sources {
+					urls[s.Name] = s.URL
+				}
+				servers = append(servers, &server{name: "--webhook-addr", addr: o.WebhookAddr, handler: source.WebhookHandler(source.WebhookOptions{
+					Secret: bytes.TrimSpace(secret), Sources: urls, Trigger: d.Trigger, Observe: metrics.ObserveWebhook,
+					Logger: log.With("component", "webhook"),
+				})})
+			} else {
+				log.Info("webhooks off: no --webhook-secret-file")
 			}
-			srv := &http.Server{Handler: d.Handler(reg), ReadHeaderTimeout: 10 * time.Second}
-			serveErr := make(chan error, 1)
-			go func() { serveErr <- srv.Serve(ln) }()
-			log.Info("serving", "addr", ln.Addr().String(), "environments", len(w.cfg.Environments))
+			for _, s := range servers {
+				if err := s.start(); err != nil {
+					return err
+				}
+				log.Info("serving", "flag", s.name, "addr", s.ln.Addr().String())
+			}
 
-			ctx := cmd.Context()
-			runErr := d.Run(ctx)
-			shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := srv.Shutdown(shutdown); err != nil {
-				return err
-			}
-			if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
-				return err
+			runErr := d.Run(cmd.Context())
+			for _, s := range servers {
+				if err := s.stop(); err != nil {
+					return err
+				}
 			}
 			log.Info("stopped")
 			return runErr
@@ -88,4 +106,37 @@ selfHeal). Serves Prometheus metrics, health probes and a status API on
 	}
 	o.BindFlags(cmd.Flags())
 	return cmd
+}
+
+// server is one of the daemon's HTTP listeners.
+type server struct {
+	name, addr string
+	handler    http.Handler
+	ln         net.Listener
+	srv        *http.Server
+	done       chan error
+}
+
+func (s *server) start() error {
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.name, err)
+	}
+	s.ln, s.done = ln, make(chan error, 1)
+	s.srv = &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
+	go func() { s.done <- s.srv.Serve(ln) }()
+	return nil
+}
+
+// stop lets requests in flight finish, for up to ten seconds.
+func (s *server) stop() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.srv.Shutdown(ctx); err != nil {
+		return err
+	}
+	if err := <-s.done; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }
