@@ -139,11 +139,14 @@ func (d *Daemon) loop(ctx context.Context, env *config.Environment, started chan
 			return
 		}
 		delay := period
-		if err != nil {
+		switch {
+		case errors.Is(err, errHeld):
+			delay = min(period, 5*time.Second) // a dependency's sync also wakes us
+		case err != nil:
 			st.failures++
 			delay = backoff(st.failures, period)
 			d.log.Error("reconcile failed", "env", env.Name, "err", err, "retry_in", delay)
-		} else {
+		default:
 			st.failures = 0
 		}
 		d.update(env.Name, func(s *EnvStatus) { s.NextRun = time.Now().Add(delay) })
@@ -175,6 +178,9 @@ func (d *Daemon) reconcile(ctx context.Context, env *config.Environment, st *env
 	m, name := d.opts.Metrics, env.Name
 	log := d.log.With("env", name)
 	defer func() {
+		if errors.Is(err, errHeld) {
+			return
+		}
 		m.reconcileTotal.WithLabelValues(name, result(err)).Inc()
 		if err != nil {
 			m.setStatus(name, StatusFailed)
@@ -215,6 +221,15 @@ func (d *Daemon) reconcile(ctx context.Context, env *config.Environment, st *env
 	phase("diff", start)
 	if err != nil {
 		return err
+	}
+
+	if plan.HasChanges() {
+		if wait := d.blockedBy(env, rev); wait != "" {
+			m.setStatus(name, StatusProgressing)
+			d.update(name, func(s *EnvStatus) { s.Status, s.LastError = StatusProgressing, wait })
+			log.Info("holding", "reason", wait)
+			return errHeld
+		}
 	}
 
 	drifted := rev == st.applied && plan.HasChanges()
@@ -265,10 +280,53 @@ func (d *Daemon) reconcile(ctx context.Context, env *config.Environment, st *env
 	if drifted {
 		d.recordDrift(name, nil, false) // healed
 	}
+	changed := false
 	d.update(name, func(s *EnvStatus) {
+		changed = s.Status != StatusSynced || s.Revision != rev
 		s.Revision, s.Status, s.LastError, s.LastSync = rev, StatusSynced, "", &now
 	})
+	if changed {
+		d.triggerDependents(name)
+	}
 	return nil
+}
+
+// errHeld ends a reconcile that waits for its dependencies; it is retried
+// soon and when a dependency syncs, without counting as a failure.
+var errHeld = errors.New("waiting for dependencies")
+
+// blockedBy says which dependency env must wait for, or "". A dependency is
+// ready when it is synced — on the same source and branch, at this very
+// revision, so that a trunk commit reaches staging before production.
+func (d *Daemon) blockedBy(env *config.Environment, rev string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, dep := range env.DependsOn {
+		s := d.status[dep]
+		depEnv, err := d.opts.Config.Environment(dep)
+		if s == nil || err != nil {
+			continue // config validation rules this out
+		}
+		sameBranch := depEnv.Source == env.Source && depEnv.Branch == env.Branch
+		if s.Status != StatusSynced || (sameBranch && s.Revision != rev) {
+			return fmt.Sprintf("waiting for %s to be synced and healthy (it is %s)", dep, s.Status)
+		}
+	}
+	return ""
+}
+
+// triggerDependents wakes the environments that wait for env.
+func (d *Daemon) triggerDependents(env string) {
+	for _, e := range d.opts.Config.Environments {
+		for _, dep := range e.DependsOn {
+			if dep == env {
+				select {
+				case d.triggers[e.Name] <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}
 }
 
 func driftCount(p *Plan) int {

@@ -318,3 +318,83 @@ environments:
 		return nil
 	})
 }
+
+// TestDaemonDependsOn: production follows staging on one branch; while
+// staging cannot sync, production holds its last good state, and it moves on
+// once staging is healthy at the same commit.
+func TestDaemonDependsOn(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv := sourcetest.NewServer(t, sourcetest.Options{})
+	url := srv.CreateRepo("deploy", merge(envFiles("dep-staging", "one"), envFiles("dep-prod", "one")))
+	cfg, err := config.Parse([]byte(`apiVersion: trueup.dev/v1alpha1
+kind: Config
+sources:
+  - {name: deploy, url: "`+url+`", interval: 1s}
+environments:
+  - {name: dep-prod, source: deploy, path: envs/dep-prod, namespace: dep-prod, interval: 1s, dependsOn: [dep-staging]}
+  - {name: dep-staging, source: deploy, path: envs/dep-staging, namespace: dep-staging, interval: 1s}
+`), "trueup.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := source.New(source.Options{Name: "deploy", URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sources := map[string]source.Source{"deploy": src}
+	log := slog.New(slog.DiscardHandler)
+	d := NewDaemon(DaemonOptions{
+		Config: cfg, Sources: sources, Renderer: NewRenderer(cfg, sources, nil, log),
+		Cluster: connect(t, nil), Metrics: NewMetrics(prometheus.NewRegistry()), Logger: log, Concurrency: 2,
+	})
+	go func() { _ = d.Run(ctx) }()
+	cs := clientset(t)
+	value := func(ns string) string {
+		cm, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, "settings", metav1.GetOptions{})
+		if err != nil {
+			return err.Error()
+		}
+		return cm.Data["value"]
+	}
+	statusOf := func(env string) EnvStatus {
+		for _, s := range d.Status() {
+			if s.Name == env {
+				return s
+			}
+		}
+		t.Fatalf("no status for %s", env)
+		return EnvStatus{}
+	}
+	eventually(t, "both synced", func() error {
+		if a, b := value("dep-staging"), value("dep-prod"); a != "one" || b != "one" {
+			return fmt.Errorf("values %q %q", a, b)
+		}
+		return nil
+	})
+
+	// One commit changes both, but breaks staging.
+	srv.Commit("deploy", "main", sourcetest.Change{Files: merge(envFiles("dep-prod", "two"), map[string]string{
+		"envs/dep-staging/kustomization.yaml": "resources: [ns.yaml, cm.yaml\n",
+	})})
+	eventually(t, "production holds for staging", func() error {
+		if s := statusOf("dep-staging"); s.Status != StatusFailed {
+			return fmt.Errorf("staging is %s", s.Status)
+		}
+		if s := statusOf("dep-prod"); !strings.Contains(s.LastError, "waiting for dep-staging") {
+			return fmt.Errorf("production: %s %q", s.Status, s.LastError)
+		}
+		return nil
+	})
+	if v := value("dep-prod"); v != "one" {
+		t.Fatalf("production applied %q while staging was failing", v)
+	}
+
+	srv.Commit("deploy", "main", sourcetest.Change{Files: merge(envFiles("dep-prod", "two"), envFiles("dep-staging", "two"))})
+	eventually(t, "both at the fixed commit", func() error {
+		if a, b := value("dep-staging"), value("dep-prod"); a != "two" || b != "two" {
+			return fmt.Errorf("values %q %q", a, b)
+		}
+		return nil
+	})
+}
