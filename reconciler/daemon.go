@@ -88,10 +88,29 @@ func (d *Daemon) Trigger(sourceName string) {
 	}
 }
 
+// localWatcher is a source that reports local edits as they happen.
+type localWatcher interface {
+	Watch(ctx context.Context, debounce time.Duration, onChange func()) error
+}
+
+var _ localWatcher = (*source.Dir)(nil)
+
+// watchDebounce folds an editor's several writes of one save into one run.
+const watchDebounce = 300 * time.Millisecond
+
 // Run reconciles until ctx ends. A reconcile in progress when ctx ends is
 // abandoned through ctx; the inventory keeps what was applied.
 func (d *Daemon) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
+	for name, src := range d.opts.Sources {
+		if w, ok := src.(localWatcher); ok {
+			wg.Go(func() {
+				if err := w.Watch(ctx, watchDebounce, func() { d.Trigger(name) }); err != nil {
+					d.log.Error("watching the source stopped; it is still read on its interval", "source", name, "err", err)
+				}
+			})
+		}
+	}
 	started := make(chan struct{}, len(d.opts.Config.Environments))
 	for i := range d.opts.Config.Environments {
 		env := &d.opts.Config.Environments[i]
@@ -210,7 +229,7 @@ func (d *Daemon) reconcile(ctx context.Context, env *config.Environment, st *env
 	if err != nil {
 		return err
 	}
-	rev := desired.Revision.Commit
+	rev := desired.Revision.ID()
 	log = log.With("revision", desired.Revision.Short())
 	m.managedObjects.WithLabelValues(name).Set(float64(len(desired.Objects)))
 

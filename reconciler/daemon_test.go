@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -394,6 +396,68 @@ environments:
 	eventually(t, "both at the fixed commit", func() error {
 		if a, b := value("dep-staging"), value("dep-prod"); a != "two" || b != "two" {
 			return fmt.Errorf("values %q %q", a, b)
+		}
+		return nil
+	})
+}
+
+// TestDaemonWatchesLocalPath: a local-directory source is reconciled when a
+// file changes, with no commit and long before its interval.
+func TestDaemonWatchesLocalPath(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir := t.TempDir()
+	write := func(value string) {
+		for name, content := range envFiles("d-local", value) {
+			p := filepath.Join(dir, name)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	write("one")
+	cfg, err := config.Parse([]byte(`apiVersion: trueup.dev/v1alpha1
+kind: Config
+sources:
+  - {name: local, url: "`+dir+`", interval: 1h}
+environments:
+  - {name: d-local, source: local, path: envs/d-local, namespace: d-local, interval: 1h}
+`), "trueup.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := source.New(source.Options{Name: "local", URL: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sources := map[string]source.Source{"local": src}
+	log := slog.New(slog.DiscardHandler)
+	d := NewDaemon(DaemonOptions{
+		Config: cfg, Sources: sources, Renderer: NewRenderer(cfg, sources, nil, log),
+		Cluster: connect(t, nil), Metrics: NewMetrics(prometheus.NewRegistry()), Logger: log,
+	})
+	go func() { _ = d.Run(ctx) }()
+	cs := clientset(t)
+	value := func() string {
+		cm, err := cs.CoreV1().ConfigMaps("d-local").Get(ctx, "settings", metav1.GetOptions{})
+		if err != nil {
+			return err.Error()
+		}
+		return cm.Data["value"]
+	}
+	eventually(t, "first sync", func() error {
+		if v := value(); v != "one" {
+			return fmt.Errorf("value %q", v)
+		}
+		return nil
+	})
+	write("two")
+	eventually(t, "the edit is applied", func() error {
+		if v := value(); v != "two" {
+			return fmt.Errorf("value %q", v)
 		}
 		return nil
 	})

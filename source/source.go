@@ -24,9 +24,20 @@ type Revision struct {
 	// Commit is the full SHA of the content; for a local directory, the HEAD
 	// of its git work tree if it has one (the content may differ from it).
 	Commit string
+	// Digest is a SHA-256 of a local directory's files, which change without
+	// a commit; empty for git, where Commit identifies the content.
+	Digest string
 	// FS is the content. It implements fs.ReadLinkFS, so symlinks can be
 	// inspected rather than followed.
 	FS fs.FS
+}
+
+// ID identifies the content: the commit for git, the digest for a directory.
+func (r Revision) ID() string {
+	if r.Digest != "" {
+		return "sha256:" + r.Digest
+	}
+	return r.Commit
 }
 
 // Short returns the commit abbreviated as git does, or "working tree".

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/trueup-dev/trueup/source"
 	"github.com/trueup-dev/trueup/source/sourcetest"
@@ -273,6 +274,14 @@ func TestDir(t *testing.T) {
 	if target, err := fs.ReadLink(rev.FS, "link"); err != nil || target != "/etc/hostname" {
 		t.Fatalf("ReadLink = %q, %v: symlinks must be visible, not followed", target, err)
 	}
+	// A working tree changes without commits; its digest tells versions apart.
+	if err := os.WriteFile(filepath.Join(dir, "a.yaml"), []byte("a: 2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	edited, err := src.Revision(ctx, "")
+	if err != nil || !strings.HasPrefix(rev.ID(), "sha256:") || edited.ID() == rev.ID() {
+		t.Fatalf("digest before %s, after an edit %s (%v)", rev.ID(), edited.ID(), err)
+	}
 
 	// In a git work tree the HEAD commit is reported.
 	cmd := exec.Command("sh", "-c", "git init -q && git add -A && git commit -qm x && git rev-parse HEAD")
@@ -373,5 +382,59 @@ func TestGitOverSSH(t *testing.T) {
 		Auth: source.Auth{SSHKey: sshd.ClientKey, KnownHostsFile: knownHosts}})
 	if err := impostor.Fetch(ctx); err == nil || !strings.Contains(err.Error(), "knownhosts: key is unknown") {
 		t.Fatalf("unknown host key: got %v", err)
+	}
+}
+
+func TestDirWatch(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "overlays", "dev"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	src, err := source.New(source.Options{Name: "local", URL: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	changes := make(chan struct{}, 10)
+	done := make(chan error, 1)
+	go func() { done <- src.(*source.Dir).Watch(ctx, 50*time.Millisecond, func() { changes <- struct{}{} }) }()
+	expect := func(what string, edit func()) {
+		t.Helper()
+		// The watch may not be set up yet when edit runs; edit again until
+		// a change is seen or the deadline passes.
+		for len(changes) > 0 {
+			<-changes // left over from the previous step
+		}
+		deadline := time.After(10 * time.Second)
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		edit()
+		for {
+			select {
+			case <-changes:
+				return
+			case <-tick.C:
+				edit()
+			case <-deadline:
+				t.Fatalf("%s: no change reported", what)
+			}
+		}
+	}
+	expect("a file written in a nested directory", func() {
+		if err := os.WriteFile(filepath.Join(dir, "overlays", "dev", "cm.yaml"), []byte("a: 1\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	})
+	expect("a file in a directory created after the watch began", func() {
+		if err := os.MkdirAll(filepath.Join(dir, "overlays", "prod"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "overlays", "prod", "cm.yaml"), []byte("b: 1\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
