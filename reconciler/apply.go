@@ -2,11 +2,15 @@ package reconciler
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/cli-utils/pkg/apply"
 	"sigs.k8s.io/cli-utils/pkg/apply/event"
@@ -182,7 +186,67 @@ func (c *Cluster) Apply(ctx context.Context, plan *Plan, opts ApplyOptions) (*Ou
 	if runErr != nil {
 		return out, fmt.Errorf("apply %s: %w", plan.Environment, runErr)
 	}
-	return out, ctx.Err()
+	if err := ctx.Err(); err != nil {
+		return out, err
+	}
+	if out.Err() == nil {
+		if err := c.recordRevision(ctx, plan); err != nil {
+			return out, fmt.Errorf("apply %s: %w", plan.Environment, err)
+		}
+	}
+	return out, nil
+}
+
+// Annotations on an environment's inventory that record its last apply.
+const (
+	RevisionAnnotation  = "trueup.dev/revision"
+	AppliedAtAnnotation = "trueup.dev/applied-at"
+)
+
+// recordRevision notes on the inventory which revision was applied, so that
+// `trueup status` can answer from the cluster alone.
+func (c *Cluster) recordRevision(ctx context.Context, plan *Plan) error {
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{
+		RevisionAnnotation:  plan.Revision,
+		AppliedAtAnnotation: time.Now().UTC().Format(time.RFC3339),
+	}}})
+	if err != nil {
+		return err
+	}
+	info := c.inventoryInfo(plan.Environment)
+	_, err = c.clientset.CoreV1().ConfigMaps(info.Namespace()).Patch(ctx, info.Name(), types.MergePatchType, patch,
+		metav1.PatchOptions{FieldManager: FieldManager})
+	if apierrors.IsNotFound(err) {
+		return nil // nothing was applied, so there is no inventory yet
+	}
+	return err
+}
+
+// InventoryStatus is what the cluster records about an environment.
+type InventoryStatus struct {
+	Environment string `json:"environment"`
+	Objects     int    `json:"objects"`
+	Revision    string `json:"revision,omitempty"`
+	AppliedAt   string `json:"appliedAt,omitempty"`
+}
+
+// Inventories lists the environments trueup has applied to this cluster.
+func (c *Cluster) Inventories(ctx context.Context) ([]InventoryStatus, error) {
+	list, err := c.clientset.CoreV1().ConfigMaps(c.inventoryNamespace).List(ctx, metav1.ListOptions{LabelSelector: common.InventoryLabel})
+	if err != nil {
+		return nil, fmt.Errorf("list inventories in %s: %w", c.inventoryNamespace, err)
+	}
+	var out []InventoryStatus
+	for _, cm := range list.Items {
+		env, ok := strings.CutPrefix(cm.Labels[common.InventoryLabel], "trueup-")
+		if !ok {
+			continue // another tool's inventory
+		}
+		out = append(out, InventoryStatus{Environment: env, Objects: len(cm.Data),
+			Revision: cm.Annotations[RevisionAnnotation], AppliedAt: cm.Annotations[AppliedAtAnnotation]})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Environment < out[j].Environment })
+	return out, nil
 }
 
 // deleteReplaced deletes the objects the plan replaces and waits until they

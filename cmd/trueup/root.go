@@ -82,6 +82,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newDiffCmd(g),
 		newApplyCmd(g),
 		newRunCmd(g),
+		newStatusCmd(),
 		newVersionCmd(),
 	)
 	return root

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"sigs.k8s.io/yaml"
+
+	"github.com/trueup-dev/trueup/reconciler"
+	"github.com/trueup-dev/trueup/source"
+)
+
+type statusOptions struct {
+	clusterOptions
+	Server string
+	Output string
+}
+
+func (o *statusOptions) BindFlags(fs *pflag.FlagSet) {
+	o.clusterOptions.BindFlags(fs)
+	fs.StringVar(&o.Server, "server", "", "URL of a running daemon's --http-addr (e.g. http://trueup.trueup-system:8080); without it, read the inventories in the cluster")
+	fs.StringVarP(&o.Output, "output", "o", "text", "output format: text, json or yaml")
+}
+
+func newStatusCmd() *cobra.Command {
+	o := &statusOptions{}
+	cmd := &cobra.Command{
+		Use:   "status [ENV]",
+		Short: "Show each environment's revision, sync status, drift and last error",
+		Long: `With --server, ask a running daemon: revision, sync status, drift count, last
+sync, next run and last error per environment. Without it, read what the
+cluster records: each environment's inventory, the revision last applied and
+when.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.Output != "text" && o.Output != "json" && o.Output != "yaml" {
+				return fmt.Errorf("--output: %q is not text, json or yaml", o.Output)
+			}
+			env := ""
+			if len(args) == 1 {
+				env = args[0]
+			}
+			var rows any
+			var text func(io.Writer)
+			if o.Server != "" {
+				st, err := daemonStatus(cmd.Context(), o.Server, env)
+				if err != nil {
+					return err
+				}
+				rows, text = st, func(w io.Writer) { printDaemonStatus(w, st) }
+			} else {
+				cluster, err := o.connect()
+				if err != nil {
+					return err
+				}
+				inv, err := cluster.Inventories(cmd.Context())
+				if err != nil {
+					return err
+				}
+				if env != "" {
+					inv = filterInventories(inv, env)
+					if len(inv) == 0 {
+						return fmt.Errorf("no inventory for environment %q in the cluster", env)
+					}
+				}
+				rows, text = inv, func(w io.Writer) { printInventories(w, inv) }
+			}
+			w := cmd.OutOrStdout()
+			switch o.Output {
+			case "json":
+				return writeJSON(w, rows)
+			case "yaml":
+				data, err := yaml.Marshal(rows)
+				if err != nil {
+					return err
+				}
+				_, err = w.Write(data)
+				return err
+			}
+			text(w)
+			return nil
+		},
+	}
+	o.BindFlags(cmd.Flags())
+	return cmd
+}
+
+func daemonStatus(ctx context.Context, server, env string) ([]reconciler.EnvStatus, error) {
+	url := strings.TrimSuffix(server, "/") + "/api/v1/environments"
+	if env != "" {
+		url += "/" + env
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("status from %s: %w", server, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return nil, fmt.Errorf("status from %s: %s: %s", server, resp.Status, strings.TrimSpace(string(body)))
+	}
+	var out []reconciler.EnvStatus
+	if env != "" {
+		var one reconciler.EnvStatus
+		err = json.NewDecoder(resp.Body).Decode(&one)
+		out = append(out, one)
+	} else {
+		err = json.NewDecoder(resp.Body).Decode(&out)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("status from %s: %w", server, err)
+	}
+	return out, nil
+}
+
+func printDaemonStatus(w io.Writer, st []reconciler.EnvStatus) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ENVIRONMENT\tREVISION\tSTATUS\tDRIFT\tLAST SYNC\tNEXT RUN\tLAST ERROR")
+	for _, s := range st {
+		last := "never"
+		if s.LastSync != nil {
+			last = ago(*s.LastSync) + " ago"
+		}
+		next := "-"
+		if !s.NextRun.IsZero() {
+			next = "in " + time.Until(s.NextRun).Round(time.Second).String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.Name, source.ShortCommit(s.Revision), s.Status, s.DriftCount, last, next, s.LastError)
+	}
+	tw.Flush()
+}
+
+func filterInventories(inv []reconciler.InventoryStatus, env string) []reconciler.InventoryStatus {
+	for _, i := range inv {
+		if i.Environment == env {
+			return []reconciler.InventoryStatus{i}
+		}
+	}
+	return nil
+}
+
+func printInventories(w io.Writer, inv []reconciler.InventoryStatus) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ENVIRONMENT\tOBJECTS\tREVISION\tAPPLIED")
+	for _, i := range inv {
+		applied := "-"
+		if t, err := time.Parse(time.RFC3339, i.AppliedAt); err == nil {
+			applied = ago(t) + " ago"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", i.Environment, i.Objects, source.ShortCommit(i.Revision), applied)
+	}
+	tw.Flush()
+}
+
+func ago(t time.Time) string { return time.Since(t).Round(time.Second).String() }
