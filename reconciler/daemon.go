@@ -9,11 +9,13 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/trueup-dev/trueup/config"
 	"github.com/trueup-dev/trueup/source"
@@ -39,7 +41,9 @@ type DaemonOptions struct {
 	Renderer *Renderer
 	Cluster  *Cluster
 	Metrics  *Metrics
-	Logger   *slog.Logger
+	// Events, when set, records Kubernetes Events on environments' inventories.
+	Events eventRecorder
+	Logger *slog.Logger
 	// Concurrency bounds how many environments reconcile at once.
 	Concurrency int
 }
@@ -85,6 +89,19 @@ func (d *Daemon) Trigger(sourceName string) {
 		case d.triggers[env.Name] <- struct{}{}:
 		default:
 		}
+	}
+}
+
+// eventRecorder records Kubernetes Events about an environment.
+type eventRecorder interface {
+	Eventf(env, eventType, reason, format string, args ...any)
+}
+
+var _ eventRecorder = (*Events)(nil)
+
+func (d *Daemon) event(env, eventType, reason, format string, args ...any) {
+	if d.opts.Events != nil {
+		d.opts.Events.Eventf(env, eventType, reason, format, args...)
 	}
 }
 
@@ -202,6 +219,13 @@ func (d *Daemon) reconcile(ctx context.Context, env *config.Environment, st *env
 		}
 		m.reconcileTotal.WithLabelValues(name, result(err)).Inc()
 		if err != nil {
+			// Only a new error is an event; a retry failing the same way is not news.
+			d.mu.Lock()
+			repeated := d.status[name].LastError == err.Error()
+			d.mu.Unlock()
+			if !repeated {
+				d.event(name, corev1.EventTypeWarning, ReasonReconcileFailed, "%v", err)
+			}
 			m.setStatus(name, StatusFailed)
 			d.update(name, func(s *EnvStatus) { s.Status, s.LastError = StatusFailed, err.Error() })
 		}
@@ -255,6 +279,8 @@ func (d *Daemon) reconcile(ctx context.Context, env *config.Environment, st *env
 	d.recordDrift(name, plan, drifted)
 	if drifted {
 		log.Warn("drift detected", "objects", driftCount(plan))
+		d.event(name, corev1.EventTypeWarning, ReasonDriftDetected, "%d objects differ from git at %s: %s",
+			driftCount(plan), desired.Revision.Short(), driftSummary(plan))
 		if !env.SelfHeal {
 			m.setStatus(name, StatusOutOfSync)
 			d.update(name, func(s *EnvStatus) { s.Status, s.LastError = StatusOutOfSync, "" })
@@ -307,6 +333,10 @@ func (d *Daemon) reconcile(ctx context.Context, env *config.Environment, st *env
 	if changed {
 		d.triggerDependents(name)
 	}
+	if plan.HasChanges() {
+		d.event(name, corev1.EventTypeNormal, ReasonSynced, "applied %s: %d created, %d configured, %d replaced, %d pruned",
+			desired.Revision.Short(), out.Count(ResultCreated), out.Count(ResultConfigured), out.Count(ResultReplaced), out.Count(ResultPruned))
+	}
 	return nil
 }
 
@@ -346,6 +376,20 @@ func (d *Daemon) triggerDependents(env string) {
 			}
 		}
 	}
+}
+
+// driftSummary names the drifted objects, a few of them.
+func driftSummary(p *Plan) string {
+	var ids []string
+	for _, c := range p.Changes {
+		if c.Action != ActionUnchanged {
+			ids = append(ids, c.ID())
+		}
+	}
+	if len(ids) > 5 {
+		ids = append(ids[:5], fmt.Sprintf("and %d more", len(ids)-5))
+	}
+	return strings.Join(ids, ", ")
 }
 
 func driftCount(p *Plan) int {

@@ -90,9 +90,12 @@ environments:
 	sources := map[string]source.Source{"deploy": src}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := prometheus.NewRegistry()
+	cluster := connect(t, nil)
+	events := cluster.NewEvents()
+	defer events.Stop()
 	d := NewDaemon(DaemonOptions{
 		Config: cfg, Sources: sources, Renderer: NewRenderer(cfg, sources, nil, log),
-		Cluster: connect(t, nil), Metrics: NewMetrics(reg), Logger: log, Concurrency: 2,
+		Cluster: cluster, Metrics: NewMetrics(reg), Events: events, Logger: log, Concurrency: 2,
 	})
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
@@ -230,6 +233,27 @@ environments:
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+
+	// Events on the inventories say what happened.
+	eventually(t, "events", func() error {
+		list, err := cs.CoreV1().Events(DefaultInventoryNamespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		seen := map[string]bool{}
+		for _, ev := range list.Items {
+			seen[ev.InvolvedObject.Name+"/"+ev.Reason] = true
+			if strings.Contains(ev.Message, "edited-by-hand") {
+				return fmt.Errorf("event carries object content: %s", ev.Message)
+			}
+		}
+		for _, want := range []string{"trueup-d-broken/ReconcileFailed", "trueup-d-watch/DriftDetected", "trueup-d-heal/Synced"} {
+			if !seen[want] {
+				return fmt.Errorf("no %s event among %v", want, seen)
+			}
+		}
+		return nil
+	})
 
 	cancel()
 	select {

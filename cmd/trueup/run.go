@@ -65,9 +65,11 @@ selfHeal). Serves Prometheus metrics, health probes and a status API on
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			metrics := reconciler.NewMetrics(reg)
+			events := cluster.NewEvents()
+			defer events.Stop()
 			d := reconciler.NewDaemon(reconciler.DaemonOptions{
 				Config: w.cfg, Sources: w.sources, Renderer: w.renderer, Cluster: cluster,
-				Metrics: metrics, Logger: log, Concurrency: o.Concurrency,
+				Metrics: metrics, Events: events, Logger: log, Concurrency: o.Concurrency,
 			})
 
 			servers := []*server{{name: "--http-addr", addr: o.HTTPAddr, handler: d.Handler(reg)}}

@@ -1,0 +1,43 @@
+package reconciler
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/record"
+)
+
+// Event reasons trueup records on an environment's inventory ConfigMap.
+const (
+	ReasonSynced          = "Synced"
+	ReasonReconcileFailed = "ReconcileFailed"
+	ReasonDriftDetected   = "DriftDetected"
+)
+
+// Events records Kubernetes Events about environments, on their inventory
+// objects, where `kubectl describe configmap trueup-ENV -n trueup-system`
+// and event exporters find them.
+type Events struct {
+	cluster     *Cluster
+	broadcaster record.EventBroadcaster
+	recorder    record.EventRecorder
+}
+
+// NewEvents starts an event broadcaster; Stop flushes and ends it.
+func (c *Cluster) NewEvents() *Events {
+	b := record.NewBroadcaster()
+	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.clientset.CoreV1().Events("")})
+	return &Events{cluster: c, broadcaster: b,
+		recorder: b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "trueup"})}
+}
+
+// Eventf records an event about env. Messages must never carry secret values;
+// trueup's errors and summaries do not.
+func (e *Events) Eventf(env, eventType, reason, format string, args ...any) {
+	info := e.cluster.inventoryInfo(env)
+	ref := &corev1.ObjectReference{APIVersion: "v1", Kind: "ConfigMap", Namespace: info.Namespace(), Name: info.Name()}
+	e.recorder.Eventf(ref, eventType, reason, format, args...)
+}
+
+// Stop ends the broadcaster.
+func (e *Events) Stop() { e.broadcaster.Shutdown() }
