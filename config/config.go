@@ -1,121 +1,156 @@
 // Package config loads and validates trueup.yaml, the file that lists the git
 // sources trueup reads, the keys it decrypts with and the environments it
-// keeps in sync. Every problem is reported with the file, line and key.
+// keeps in sync.
+//
+// Validation is strict and complete: unknown keys, duplicate keys and names,
+// dangling references and dependency cycles are all errors, and Parse reports
+// every problem it finds at once, each with the file, line, column and key,
+// so a config can be fixed in one edit instead of one per problem.
 package config
 
 import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 )
 
-// APIVersion and Kind identify a trueup config file.
+// APIVersion and Kind identify a trueup config file; both are required.
 const (
 	APIVersion = "trueup.dev/v1alpha1"
 	Kind       = "Config"
 )
 
-// Defaults for keys a config may leave out.
+// Defaults for the keys a config may leave out. They are constants so that
+// help text and generated docs quote the same values Parse fills in.
 const (
 	DefaultSourceInterval  = time.Minute
 	DefaultBranch          = "main"
 	DefaultPath            = "."
 	DefaultEnvInterval     = 5 * time.Minute
+	DefaultPrune           = true
+	DefaultSelfHeal        = false
+	DefaultWait            = true
 	DefaultTimeout         = 5 * time.Minute
 	DefaultMaxPrunePercent = 50
+	DefaultAllowMassPrune  = false
+	DefaultAutoPromote     = false
 )
 
 // Config is a loaded, validated trueup.yaml with every default filled in.
 type Config struct {
-	// Sources are the git repositories (or local directories) environments read.
+	// APIVersion is the version of the file format. Required; must be "trueup.dev/v1alpha1".
+	APIVersion string
+	// Kind is the type of the file. Required; must be "Config".
+	Kind string
+	// Sources are the git repositories (or local directories) environments
+	// read from. Default: none.
 	Sources []Source
-	// Decryption lists the private keys SOPS-encrypted files are decrypted with.
+	// Decryption lists the private keys SOPS-encrypted files are decrypted
+	// with. Default: no keys, so encrypted files fail to render.
 	Decryption Decryption
-	// Environments are the deployments trueup keeps equal to git.
+	// Environments are the deployments trueup keeps equal to git. Default: none.
 	Environments []Environment
 }
 
 // Source is one repository.
 type Source struct {
-	// Name identifies the source to environments; a DNS-1123 label. Required.
+	// Name identifies the source to environments and in metrics; a DNS-1123
+	// label, unique among sources. Required.
 	Name string
-	// URL is https://, http://, ssh://, git@host:path, file://, or a local
-	// directory (read from the working tree as it is). Relative paths are
-	// relative to the config file. Required.
+	// URL is https://, http://, ssh://, git://, file://, git@host:path, or a
+	// local directory, which is read from the working tree as it is. Load
+	// makes a relative directory absolute against the config file's
+	// directory. Credentials belong in Auth, not in the URL. Required.
 	URL string
-	// Interval is how often the source is fetched. Default 1m.
+	// Interval is how often the source is polled for new commits; webhooks
+	// and local watches trigger sooner. Default 1m.
 	Interval time.Duration
 	// Auth holds credentials, as files (mounted from Secrets in a cluster).
+	// Default: anonymous.
 	Auth Auth
 }
 
-// Auth names the files that hold a source's credentials; all are optional.
+// Auth names the files that hold a source's credentials. Load makes relative
+// file names absolute against the config file's directory.
 type Auth struct {
-	// UsernameFile holds the HTTPS user name (default "git" when only a password is set).
+	// UsernameFile holds the HTTPS user name. Default: none.
 	UsernameFile string
-	// PasswordFile holds the HTTPS password or an access token.
+	// PasswordFile holds the HTTPS password or an access token. Default: none.
 	PasswordFile string
 	// SSHKeyFile holds the private key for ssh:// and git@host:path URLs.
+	// Default: none.
 	SSHKeyFile string
 	// KnownHostsFile holds the known_hosts lines the SSH server must match.
+	// Default: none.
 	KnownHostsFile string
 }
 
-// Decryption lists key files for SOPS.
+// Decryption lists key files for SOPS. Load makes relative file names
+// absolute against the config file's directory.
 type Decryption struct {
 	// AgeKeyFiles are age identity files (as written by age-keygen).
+	// Default: none.
 	AgeKeyFiles []string
-	// PGPKeyFiles are armored or binary PGP private keys without a passphrase.
+	// PGPKeyFiles are armored or binary PGP private keys without a
+	// passphrase. Default: none.
 	PGPKeyFiles []string
 }
 
-// Environment is one deployment of the repository: an overlay on a branch,
+// Environment is one deployment of a repository: an overlay on a branch,
 // applied to a cluster.
 type Environment struct {
-	// Name identifies the environment (metrics, inventory); a DNS-1123 label. Required.
+	// Name identifies the environment in metrics, labels and the inventory; a
+	// DNS-1123 label, unique among environments. Required.
 	Name string
 	// Source is the name of the source the environment reads. Required.
 	Source string
-	// Branch is the branch the environment follows. Default main.
+	// Branch is the branch the environment follows. Default "main".
 	Branch string
-	// Path is the kustomize overlay directory inside the repository. Default ".".
+	// Path is the kustomize overlay directory inside the repository, slash
+	// separated and cleaned; it may not leave the repository. Default ".".
 	Path string
-	// Namespace is set on namespaced objects that set none. Default: none.
+	// Namespace is set on namespaced objects that set none. Default: none,
+	// so such objects go to the cluster's default namespace.
 	Namespace string
 	// Interval is how often drift is checked between commits. Default 5m.
 	Interval time.Duration
-	// Prune deletes objects that left git. Default true.
+	// Prune deletes objects that were removed from git. Default true.
 	Prune bool
-	// SelfHeal re-applies objects whose live state drifted from git. Default false.
+	// SelfHeal re-applies objects whose live state drifted from git.
+	// Default false: drift is reported only.
 	SelfHeal bool
-	// Wait waits until applied objects are healthy. Default true.
+	// Wait waits until applied objects are healthy (kstatus). Default true.
 	Wait bool
-	// Timeout bounds one apply including the wait. Default 5m.
+	// Timeout bounds one apply, including the wait. Default 5m.
 	Timeout time.Duration
-	// MaxPrunePercent stops a sync that would prune more than this share of the
-	// inventory, unless AllowMassPrune. 0 to 100; default 50.
+	// DependsOn names environments that must be healthy first. Default: none.
+	DependsOn []string
+	// Promotion carries this environment's image tags onward. Default: nil,
+	// no promotion.
+	Promotion *Promotion
+	// MaxPrunePercent stops a sync that would prune more than this share of
+	// the inventory, unless AllowMassPrune. 0 to 100. Default 50.
 	MaxPrunePercent int
 	// AllowMassPrune lets a sync prune beyond MaxPrunePercent. Default false.
 	AllowMassPrune bool
-	// DependsOn names environments that must be healthy first. Default none.
-	DependsOn []string
-	// Promotion carries this environment's image tags onward. Default none.
-	Promotion *Promotion
 }
 
 // Promotion says where an environment's images go next.
 type Promotion struct {
-	// To is the environment that receives the images. Required.
+	// To is the environment that receives the images; not the environment
+	// itself. Required.
 	To string
-	// Auto promotes when this environment is healthy at a new revision. Default false.
+	// Auto promotes, by a commit, whenever this environment is healthy at a
+	// new revision. Default false: promotion is manual (trueup promote).
 	Auto bool
 }
 
-// Load reads and validates the config file at path. Relative paths in it are
-// made relative to the file's directory, so the daemon can run from anywhere.
+// Load reads and validates the config file at path. Relative file names in
+// it (a local source directory, auth and key files) are made absolute against
+// the file's directory, so the daemon behaves the same from any working
+// directory. Errors are as Parse's, or a read error.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -127,45 +162,58 @@ func Load(path string) (*Config, error) {
 	}
 	dir, err := filepath.Abs(filepath.Dir(path))
 	if err != nil {
-		return nil, fmt.Errorf("load config: %w", err)
+		return nil, fmt.Errorf("load config %s: %w", path, err)
 	}
 	cfg.resolvePaths(dir)
 	return cfg, nil
 }
 
-// Parse validates a config held in memory; filename is used in errors only.
-// Relative paths are left as written.
+// Parse validates a config held in memory. filename only names the file in
+// errors. Relative file names are left as written: Parse does not know what
+// they are relative to (Load does).
+//
+// On failure the error is an Errors holding every problem found, in file
+// order; each is an *Error with the position and key, so callers can use
+// errors.As to reach them. No partial Config is returned.
 func Parse(data []byte, filename string) (*Config, error) {
+	if filename == "" {
+		filename = "config"
+	}
 	p := &parser{file: filename}
-	return p.parse(data)
+	cfg := p.parse(data)
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
 }
 
-// Environment returns the environment called name.
+// Environment returns the environment called name. The error lists the known
+// names, since it usually answers a mistyped command-line argument.
 func (c *Config) Environment(name string) (*Environment, error) {
+	names := make([]string, len(c.Environments))
 	for i := range c.Environments {
 		if c.Environments[i].Name == name {
 			return &c.Environments[i], nil
 		}
-	}
-	names := make([]string, len(c.Environments))
-	for i, e := range c.Environments {
-		names[i] = e.Name
+		names[i] = c.Environments[i].Name
 	}
 	return nil, fmt.Errorf("no environment %q in the config (have: %s)", name, strings.Join(names, ", "))
 }
 
-// Source returns the source called name.
+// Source returns the source called name; the error lists the known names.
 func (c *Config) Source(name string) (*Source, error) {
+	names := make([]string, len(c.Sources))
 	for i := range c.Sources {
 		if c.Sources[i].Name == name {
 			return &c.Sources[i], nil
 		}
+		names[i] = c.Sources[i].Name
 	}
-	return nil, fmt.Errorf("no source %q in the config", name)
+	return nil, fmt.Errorf("no source %q in the config (have: %s)", name, strings.Join(names, ", "))
 }
 
-// resolvePaths anchors relative file paths at dir. URLs with a scheme or an
-// scp-like host are not paths and stay as they are.
+// resolvePaths anchors relative file names at dir. URLs of remotes are not
+// file names and stay as they are.
 func (c *Config) resolvePaths(dir string) {
 	abs := func(p string) string {
 		if p == "" || filepath.IsAbs(p) {
@@ -192,71 +240,16 @@ func (c *Config) resolvePaths(dir string) {
 }
 
 // IsLocalPath reports whether a source URL names a local directory rather
-// than a git remote: no scheme and no scp-like user@host: prefix.
+// than a git remote. It follows git's own rule: a URL has a scheme
+// (scheme://), or is scp-like (host:path or user@host:path, a colon before
+// any slash); anything else is a path. A one-letter "host" is a Windows drive.
 func IsLocalPath(url string) bool {
 	if strings.Contains(url, "://") {
 		return false
 	}
 	host, _, hasColon := strings.Cut(url, ":")
-	if hasColon && !strings.Contains(host, "/") && strings.Contains(host, "@") {
-		return false
+	if !hasColon || strings.Contains(host, "/") {
+		return true
 	}
-	return true
+	return len(host) == 1 && !strings.Contains(url, "@")
 }
-
-// dependencyCycle returns a cycle in dependsOn as names, or nil.
-func (c *Config) dependencyCycle() []string {
-	deps := map[string][]string{}
-	for _, e := range c.Environments {
-		deps[e.Name] = e.DependsOn
-	}
-	const (
-		unvisited = iota
-		visiting
-		done
-	)
-	state := map[string]int{}
-	var stack []string
-	var visit func(string) []string
-	visit = func(n string) []string {
-		switch state[n] {
-		case visiting:
-			i := slices.Index(stack, n)
-			return append(slices.Clone(stack[i:]), n)
-		case done:
-			return nil
-		}
-		state[n] = visiting
-		stack = append(stack, n)
-		for _, d := range deps[n] {
-			if _, known := deps[d]; known {
-				if cyc := visit(d); cyc != nil {
-					return cyc
-				}
-			}
-		}
-		stack = stack[:len(stack)-1]
-		state[n] = done
-		return nil
-	}
-	for _, e := range c.Environments {
-		if cyc := visit(e.Name); cyc != nil {
-			return cyc
-		}
-	}
-	return nil
-}
-
-// Errors is every problem found in a config file, in file order. It prints
-// on one line, as CLI errors do; Unwrap gives the problems one by one.
-type Errors []error
-
-func (e Errors) Error() string {
-	msgs := make([]string, len(e))
-	for i, err := range e {
-		msgs[i] = err.Error()
-	}
-	return strings.Join(msgs, "; ")
-}
-
-func (e Errors) Unwrap() []error { return e }

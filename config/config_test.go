@@ -1,6 +1,10 @@
 package config
 
 import (
+	"errors"
+	"go/ast"
+	goparser "go/parser"
+	"go/token"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -10,67 +14,108 @@ import (
 )
 
 func TestLoadGood(t *testing.T) {
-	dir, _ := filepath.Abs("testdata")
+	dir, err := filepath.Abs("testdata")
+	if err != nil {
+		t.Fatal(err)
+	}
 	cases := map[string]func(t *testing.T, c *Config){
 		"minimal.good.yaml": func(t *testing.T, c *Config) {
-			want := Environment{
-				Name: "production", Source: "deploy", Branch: "main", Path: ".",
-				Interval: 5 * time.Minute, Timeout: 5 * time.Minute, Prune: true, Wait: true,
-				MaxPrunePercent: 50,
+			want := &Config{
+				APIVersion: APIVersion,
+				Kind:       Kind,
+				Sources: []Source{{
+					Name: "deploy", URL: "https://git.example.com/acme/deploy.git", Interval: time.Minute,
+				}},
+				Environments: []Environment{{
+					Name: "production", Source: "deploy", Branch: "main", Path: ".",
+					Interval: 5 * time.Minute, Prune: true, SelfHeal: false, Wait: true,
+					Timeout: 5 * time.Minute, MaxPrunePercent: 50, AllowMassPrune: false,
+				}},
 			}
-			if !reflect.DeepEqual(c.Environments[0], want) {
-				t.Errorf("defaults:\n got %+v\nwant %+v", c.Environments[0], want)
-			}
-			if c.Sources[0].Interval != time.Minute || c.Sources[0].URL != "https://git.example.com/acme/deploy.git" {
-				t.Errorf("source: %+v", c.Sources[0])
+			if !reflect.DeepEqual(c, want) {
+				t.Errorf("defaults:\n got %+v\nwant %+v", c, want)
 			}
 		},
 		"full.good.yaml": func(t *testing.T, c *Config) {
-			want := Environment{
-				Name: "staging", Source: "deploy", Branch: "staging", Path: "overlays/staging",
-				Namespace: "app-staging", Interval: 2 * time.Minute, Timeout: 10 * time.Minute,
-				Prune: false, SelfHeal: true, Wait: false, MaxPrunePercent: 20, AllowMassPrune: true,
-				Promotion: &Promotion{To: "production", Auto: true},
+			want := &Config{
+				APIVersion: APIVersion,
+				Kind:       Kind,
+				Sources: []Source{{
+					Name:     "deploy",
+					URL:      "git@git.example.com:acme/deploy.git",
+					Interval: 30 * time.Second,
+					// Relative files resolve against the config's directory; absolute ones stay.
+					Auth: Auth{
+						UsernameFile:   filepath.Join(dir, "git/username"),
+						PasswordFile:   filepath.Join(dir, "git/password"),
+						SSHKeyFile:     "/etc/trueup/git/identity",
+						KnownHostsFile: "/etc/trueup/git/known_hosts",
+					},
+				}},
+				Decryption: Decryption{
+					AgeKeyFiles: []string{filepath.Join(dir, "age/keys.txt")},
+					PGPKeyFiles: []string{"/etc/trueup/pgp/key.asc"},
+				},
+				Environments: []Environment{{
+					Name: "staging", Source: "deploy", Branch: "staging", Path: "overlays/staging",
+					Namespace: "app-staging", Interval: 2 * time.Minute, Prune: false, SelfHeal: true,
+					Wait: false, Timeout: 10 * time.Minute, MaxPrunePercent: 20, AllowMassPrune: true,
+					Promotion: &Promotion{To: "production", Auto: true},
+				}, {
+					Name: "production", Source: "deploy", Branch: "production", Path: "overlays/production",
+					Namespace: "app-production", Interval: 5 * time.Minute, Prune: true, Wait: true,
+					Timeout: 5 * time.Minute, MaxPrunePercent: 50, DependsOn: []string{"staging"},
+				}},
 			}
-			if !reflect.DeepEqual(c.Environments[0], want) {
-				t.Errorf("staging:\n got %+v\nwant %+v", c.Environments[0], want)
-			}
-			if got := c.Environments[1].DependsOn; !reflect.DeepEqual(got, []string{"staging"}) {
-				t.Errorf("dependsOn = %v", got)
-			}
-			s := c.Sources[0]
-			if s.URL != "git@git.example.com:acme/deploy.git" || s.Interval != 30*time.Second {
-				t.Errorf("source: %+v", s)
-			}
-			// Relative files resolve against the config's directory; absolute ones stay.
-			if s.Auth.UsernameFile != filepath.Join(dir, "git/username") || s.Auth.SSHKeyFile != "/etc/trueup/git/identity" {
-				t.Errorf("auth: %+v", s.Auth)
-			}
-			if c.Decryption.AgeKeyFiles[0] != filepath.Join(dir, "age/keys.txt") || c.Decryption.PGPKeyFiles[0] != "/etc/trueup/pgp/key.asc" {
-				t.Errorf("decryption: %+v", c.Decryption)
+			if !reflect.DeepEqual(c, want) {
+				t.Errorf("\n got %+v\nwant %+v", c, want)
 			}
 		},
 		"trunk.good.yaml": func(t *testing.T, c *Config) {
-			if len(c.Environments) != 3 {
-				t.Fatalf("got %d environments", len(c.Environments))
+			if got, want := c.Sources[0].URL, filepath.Join(filepath.Dir(dir), "deploy"); got != want {
+				t.Errorf("local source URL %q, want %q resolved against the config directory", got, want)
 			}
+			type view struct {
+				Name, Branch, Path string
+				Interval           time.Duration
+				DependsOn          []string
+			}
+			var got []view
 			for _, e := range c.Environments {
-				if e.Branch != "main" || !strings.HasPrefix(e.Path, "overlays/") {
-					t.Errorf("%s: branch %q path %q", e.Name, e.Branch, e.Path)
-				}
+				got = append(got, view{e.Name, e.Branch, e.Path, e.Interval, e.DependsOn})
 			}
-			if c.Sources[0].URL != filepath.Join(filepath.Dir(dir), "deploy") {
-				t.Errorf("local source URL %q not resolved against the config directory", c.Sources[0].URL)
+			want := []view{
+				{"development", "main", "overlays/development", 2 * time.Minute, nil},
+				{"staging", "main", "overlays/staging", 2 * time.Minute, []string{"development"}}, // via the alias
+				{"production", "main", "overlays/production", 5 * time.Minute, []string{"staging", "development"}},
 			}
-			if _, err := c.Environment("staging"); err != nil {
-				t.Error(err)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("\n got %+v\nwant %+v", got, want)
 			}
-			if _, err := c.Environment("qa"); err == nil || !strings.Contains(err.Error(), "development, staging, production") {
-				t.Errorf("unknown environment error %v does not list the known ones", err)
+		},
+		"env-branches.good.yaml": func(t *testing.T, c *Config) {
+			if s := c.Sources[0]; s.URL != "ssh://git@git.example.com/acme/deploy.git" || s.Interval != 90*time.Second {
+				t.Errorf("source: %+v", s)
+			}
+			staging, production := c.Environments[0], c.Environments[1]
+			if staging.Branch != "env/staging" || production.Branch != "env/production" {
+				t.Errorf("branches %q, %q", staging.Branch, production.Branch)
+			}
+			if staging.Path != "deploy" || production.Path != "deploy" {
+				t.Errorf("paths %q, %q: want both cleaned to deploy", staging.Path, production.Path)
+			}
+			if !reflect.DeepEqual(staging.Promotion, &Promotion{To: "production", Auto: false}) {
+				t.Errorf("promotion %+v", staging.Promotion)
+			}
+			if staging.SelfHeal || !production.SelfHeal {
+				t.Errorf("selfHeal %v, %v", staging.SelfHeal, production.SelfHeal)
 			}
 		},
 	}
-	files, _ := filepath.Glob("testdata/*.good.yaml")
+	files, err := filepath.Glob("testdata/*.good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(files) != len(cases) {
 		t.Errorf("%d good files but %d cases: every file needs its assertions", len(files), len(cases))
 	}
@@ -85,37 +130,64 @@ func TestLoadGood(t *testing.T) {
 	}
 }
 
+// TestLoadBad proves each error class with a file that has that one problem.
+// Expected errors start at the line number, so position and key are checked.
 func TestLoadBad(t *testing.T) {
 	cases := map[string]string{
+		"empty":                    ": empty config",
+		"not-a-mapping":            `:1:1: must be a mapping, not a list`,
+		"broken-yaml":              ":6: invalid YAML: did not find expected '-' indicator",
+		"two-documents":            ":7:1: a config is a single YAML document; remove the second one",
+		"wrong-api-version":        `:1:13: apiVersion: must be "trueup.dev/v1alpha1", not "trueup.dev/v2"`,
+		"wrong-kind":               `:2:7: kind: must be "Config", not "Cfg"`,
+		"missing-kind":             ":1:1: kind: missing required key",
 		"unknown-key":              `:9:5: environments[0].selfheal: unknown key (did you mean "selfHeal"?)`,
+		"typo-key":                 `:9:5: environments[0].pruen: unknown key (did you mean "prune"?)`,
 		"unknown-source-key":       ":6:5: sources[0].token: unknown key",
 		"unknown-top-key":          ":7:1: extra: unknown key",
-		"wrong-api-version":        `:1:13: apiVersion: "trueup.dev/v2" is not "trueup.dev/v1alpha1"`,
-		"wrong-kind":               `:2:7: kind: "Cfg" is not "Config"`,
+		"merge-key":                ":10:5: environments[1].<<: merge keys are not supported",
+		"duplicate-key":            ":9:5: environments[0].source: duplicate key (first at line 8)",
 		"duplicate-source":         `:6:11: sources[1].name: duplicate source "deploy" (first at line 4)`,
 		"duplicate-environment":    `:9:11: environments[1].name: duplicate environment "staging" (first at line 7)`,
-		"duplicate-key":            ":9:5: environments[0].source: duplicate key (first at line 8)",
-		"unknown-source-ref":       `:8:13: environments[0].source: unknown source "gitlab"`,
-		"unknown-dependency":       `:9:17: environments[0].dependsOn[0]: unknown environment "qa"`,
-		"self-dependency":          `:9:17: environments[0].dependsOn[0]: environment "staging" depends on itself`,
-		"dependency-cycle":         ":7:11: dependsOn: cycle: a -> c -> b -> a",
-		"unknown-promotion-target": `:10:11: environments[0].promotion.to: unknown environment "prod"`,
-		"self-promotion":           `:10:11: environments[0].promotion.to: environment "staging" promotes to itself`,
+		"environments-not-a-list":  ":7:3: environments: must be a list, not a mapping",
+		"key-files-not-a-list":     `:7:16: decryption.ageKeyFiles: must be a list, not "keys.txt"`,
+		"missing-url":              ":4:5: sources[0].url: missing required key",
+		"empty-url":                ":7:5: sources[1].url: must not be empty",
+		"unsupported-scheme":       `:5:10: sources[0].url: unsupported scheme "ftp"`,
+		"url-password":             ":5:10: sources[0].url: must not contain a password",
+		"missing-name":             ":7:5: environments[0].name: missing required key",
+		"missing-source":           ":7:5: environments[0].source: missing required key",
 		"bad-name":                 `:7:11: environments[0].name: "Staging_1" is not a valid name`,
-		"missing-url":              ": sources[0].url: required",
-		"missing-name":             ": environments[0].name: required",
-		"bad-duration":             `:6:15: sources[0].interval: "soon" is not a positive duration`,
+		"bad-source-name":          `:4:11: sources[0].name: "deploy.git" is not a valid name`,
+		"bad-namespace":            `:9:16: environments[0].namespace: "App_Staging" is not a valid name`,
+		"unknown-source-ref":       `:8:13: environments[0].source: unknown source "gitlab" (have: deploy)`,
+		"unknown-dependency":       `:9:17: environments[0].dependsOn[0]: unknown environment "qa" (have: staging)`,
+		"self-dependency":          `:9:17: environments[0].dependsOn[0]: environment "staging" depends on itself`,
+		"dependency-cycle":         ":12:17: environments[1].dependsOn[0]: dependency cycle: a -> c -> b -> a",
+		"unknown-promotion-target": `:10:11: environments[0].promotion.to: unknown environment "prod" (have: staging)`,
+		"self-promotion":           `:10:11: environments[0].promotion.to: environment "staging" promotes to itself`,
+		"promotion-without-target": ":10:7: environments[0].promotion.to: missing required key",
+		"bad-duration":             `:6:15: sources[0].interval: "soon" is not a positive duration such as 30s or 5m`,
 		"negative-duration":        `:9:14: environments[0].timeout: "-5m" is not a positive duration`,
+		"duration-without-unit":    `:9:15: environments[0].interval: "5" is not a positive duration such as 30s or 5m (missing unit?)`,
 		"prune-percent-range":      `:9:22: environments[0].maxPrunePercent: "150" is not a whole number from 0 to 100`,
-		"path-escapes":             `:9:11: environments[0].path: "../../etc" must be a path inside the repository`,
-		"absolute-path":            `:9:11: environments[0].path: "/etc" must be a path inside the repository`,
-		"bad-bool":                 ":9:12: environments[0].prune: must be true or false",
-		"broken-yaml":              "yaml: line 6",
-		"environments-not-a-list":  ":7:3: environments: must be a list",
+		"quoted-number":            `:9:22: environments[0].maxPrunePercent: "20" is not a whole number from 0 to 100`,
+		"bad-bool":                 `:9:12: environments[0].prune: must be true or false, not "maybe"`,
+		"path-escapes":             `:9:11: environments[0].path: "../../etc" must be a relative path inside the repository`,
+		"absolute-path":            `:9:11: environments[0].path: "/etc" must be a relative path inside the repository`,
+		"bad-branch":               `:9:13: environments[0].branch: "release 1" is not a valid git branch name`,
+		"ref-as-branch":            `:9:13: environments[0].branch: "refs/heads/staging" is a ref; write the branch name alone`,
 	}
-	files, _ := filepath.Glob("testdata/*.bad.yaml")
-	if len(files) != len(cases) {
-		t.Errorf("%d bad files but %d cases: every file needs its expected error", len(files), len(cases))
+	files, err := filepath.Glob("testdata/*.bad.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if name := strings.TrimSuffix(filepath.Base(f), ".bad.yaml"); name != "many-problems" {
+			if _, ok := cases[name]; !ok {
+				t.Errorf("%s has no expected error", f)
+			}
+		}
 	}
 	for name, want := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -124,29 +196,150 @@ func TestLoadBad(t *testing.T) {
 			if err == nil {
 				t.Fatal("loaded without error")
 			}
-			if !strings.Contains(err.Error(), file+want) && !strings.Contains(err.Error(), want) {
-				t.Errorf("error\n  %s\ndoes not contain\n  %s", err, want)
+			// One problem each, so the file proves exactly its class.
+			var errs Errors
+			if !errors.As(err, &errs) || len(errs) != 1 {
+				t.Fatalf("want exactly one problem, got:\n%v", err)
 			}
-			if !strings.HasPrefix(err.Error(), file) {
-				t.Errorf("error %q does not start with the file name", err)
-			}
-			if strings.Contains(err.Error(), "\n") {
-				t.Errorf("error is not one line: %q", err)
+			if !strings.HasPrefix(err.Error(), file+want) {
+				t.Errorf("error\n  %s\ndoes not start with\n  %s", err, file+want)
 			}
 		})
 	}
 }
 
+// TestAllProblemsAtOnce checks that Parse does not stop at the first problem
+// and that problems come in file order though found in separate passes.
+func TestAllProblemsAtOnce(t *testing.T) {
+	_, err := Load("testdata/many-problems.bad.yaml")
+	var errs Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("error %v is not Errors", err)
+	}
+	want := []struct {
+		line int
+		key  string
+	}{
+		{10, "environments[0].path"},
+		{11, "environments[0].prune"},
+		{12, "environments[0].namespace"},
+		{14, "environments[1].source"},
+		{15, "environments[1].timeout"},
+	}
+	if len(errs) != len(want) {
+		t.Fatalf("got %d problems, want %d:\n%v", len(errs), len(want), err)
+	}
+	for i, w := range want {
+		if errs[i].Line != w.line || errs[i].Key != w.key {
+			t.Errorf("problem %d at line %d key %q, want line %d key %q", i, errs[i].Line, errs[i].Key, w.line, w.key)
+		}
+	}
+	if parts := strings.Split(err.Error(), "; testdata/"); len(parts) != len(want) || strings.Contains(err.Error(), "\n") {
+		t.Errorf("error text has %d parts, want one line with one part per problem:\n%s", len(parts), err)
+	}
+	var one *Error
+	if !errors.As(err, &one) || one.Key != want[0].key {
+		t.Errorf("errors.As(*Error) = %+v, want the first problem", one)
+	}
+}
+
+func TestEveryCycleIsReported(t *testing.T) {
+	data := []byte(`apiVersion: trueup.dev/v1alpha1
+kind: Config
+sources: [{name: s, url: .}]
+environments:
+  - {name: a, source: s, dependsOn: [b]}
+  - {name: b, source: s, dependsOn: [a]}
+  - {name: c, source: s, dependsOn: [d]}
+  - {name: d, source: s, dependsOn: [c]}
+`)
+	_, err := Parse(data, "trueup.yaml")
+	var errs Errors
+	if !errors.As(err, &errs) || len(errs) != 2 {
+		t.Fatalf("want two cycles, got %v", err)
+	}
+	for i, want := range []string{"a -> b -> a", "c -> d -> c"} {
+		if !strings.HasSuffix(errs[i].Error(), "dependency cycle: "+want) {
+			t.Errorf("problem %d = %q, want cycle %s", i, errs[i], want)
+		}
+	}
+}
+
+func TestNullMeansUnset(t *testing.T) {
+	data := []byte(`apiVersion: trueup.dev/v1alpha1
+kind: Config
+sources:
+  - {name: s, url: ., interval: ~, auth: }
+decryption:
+  ageKeyFiles:
+environments:
+  - {name: e, source: s, branch: null, prune: ~, wait: , promotion: ~, dependsOn: ~}
+`)
+	c, err := Parse(data, "trueup.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := c.Environments[0]
+	if e.Branch != DefaultBranch || e.Prune != DefaultPrune || e.Wait != DefaultWait || e.Promotion != nil || e.DependsOn != nil {
+		t.Errorf("null values did not take the defaults: %+v", e)
+	}
+	if c.Sources[0].Interval != DefaultSourceInterval {
+		t.Errorf("source interval %v", c.Sources[0].Interval)
+	}
+}
+
+func TestParseLeavesRelativePaths(t *testing.T) {
+	data, err := os.ReadFile("testdata/full.good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse(data, "full.good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Sources[0].Auth.UsernameFile; got != "git/username" {
+		t.Errorf("usernameFile = %q, want it as written", got)
+	}
+	if got := c.Decryption.AgeKeyFiles[0]; got != "age/keys.txt" {
+		t.Errorf("ageKeyFiles[0] = %q, want it as written", got)
+	}
+}
+
+func TestLookups(t *testing.T) {
+	c, err := Load("testdata/trunk.good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, err := c.Environment("staging"); err != nil || e.Name != "staging" {
+		t.Errorf("Environment(staging) = %v, %v", e, err)
+	}
+	if e, _ := c.Environment("staging"); e != &c.Environments[1] {
+		t.Error("Environment does not point into the config")
+	}
+	if _, err := c.Environment("qa"); err == nil || !strings.Contains(err.Error(), `"qa"`) ||
+		!strings.Contains(err.Error(), "development, staging, production") {
+		t.Errorf("Environment(qa) error %v does not name qa and list the known environments", err)
+	}
+	if s, err := c.Source("local"); err != nil || s.Name != "local" {
+		t.Errorf("Source(local) = %v, %v", s, err)
+	}
+	if _, err := c.Source("deploy"); err == nil || !strings.Contains(err.Error(), "have: local") {
+		t.Errorf("Source(deploy) error %v does not list the known sources", err)
+	}
+}
+
 func TestLoadMissingFile(t *testing.T) {
-	if _, err := Load(filepath.Join(t.TempDir(), "trueup.yaml")); err == nil || !strings.Contains(err.Error(), "trueup.yaml") {
-		t.Fatalf("got %v", err)
+	_, err := Load(filepath.Join(t.TempDir(), "trueup.yaml"))
+	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "trueup.yaml") {
+		t.Fatalf("got %v, want a not-exist error naming the file", err)
 	}
 }
 
 func TestIsLocalPath(t *testing.T) {
 	for url, want := range map[string]bool{
-		".": true, "../deploy": true, "/srv/deploy": true, "C:/x": true,
-		"https://x/y.git": false, "file:///srv/x": false, "git@host:acme/x.git": false, "ssh://git@host/x": false,
+		".": true, "../deploy": true, "/srv/deploy": true, "C:/x": true, `C:\x`: true, "./a:b": true,
+		"https://x/y.git": false, "file:///srv/x": false, "ssh://git@host/x": false,
+		"git@host:acme/x.git": false, "host:acme/x.git": false,
 	} {
 		if got := IsLocalPath(url); got != want {
 			t.Errorf("IsLocalPath(%q) = %v, want %v", url, got, want)
@@ -154,8 +347,57 @@ func TestIsLocalPath(t *testing.T) {
 	}
 }
 
+func TestSuggest(t *testing.T) {
+	keys := []string{"name", "source", "selfHeal", "timeout", "to"}
+	for word, want := range map[string]string{
+		"selfheal": "selfHeal", "timout": "timeout", "soruce": "source", "nmae": "name",
+		"tu": "to", "branch": "", "x": "",
+	} {
+		got := suggest(word, keys)
+		if want == "" && got != "" || want != "" && got != ` (did you mean "`+want+`"?)` {
+			t.Errorf("suggest(%q) = %q, want %q", word, got, want)
+		}
+	}
+}
+
+// TestFieldDocs keeps the doc comments, from which the config reference is
+// generated, saying for every field either its default or that it is required.
+func TestFieldDocs(t *testing.T) {
+	f, err := goparser.ParseFile(token.NewFileSet(), "config.go", nil, goparser.ParseComments)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	ast.Inspect(f, func(node ast.Node) bool {
+		ts, ok := node.(*ast.TypeSpec)
+		if !ok {
+			return true
+		}
+		st, ok := ts.Type.(*ast.StructType)
+		if !ok || !ts.Name.IsExported() {
+			return false
+		}
+		for _, field := range st.Fields.List {
+			for _, name := range field.Names {
+				n++
+				doc := field.Doc.Text()
+				if !strings.Contains(doc, "Default") && !strings.Contains(doc, "Required") {
+					t.Errorf("%s.%s: doc comment %q gives neither a default nor Required", ts.Name, name, doc)
+				}
+			}
+		}
+		return false
+	})
+	if n < 25 {
+		t.Errorf("checked only %d fields; is config.go still where the types are?", n)
+	}
+}
+
 func FuzzParse(f *testing.F) {
-	files, _ := filepath.Glob("testdata/*.yaml")
+	files, err := filepath.Glob("testdata/*.yaml")
+	if err != nil {
+		f.Fatal(err)
+	}
 	for _, file := range files {
 		data, err := os.ReadFile(file)
 		if err != nil {
@@ -165,8 +407,29 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse(data, "fuzz.yaml")
-		if err == nil && c == nil {
-			t.Fatal("nil config without an error")
+		if err != nil {
+			var errs Errors
+			if c != nil || !errors.As(err, &errs) || len(errs) == 0 {
+				t.Fatalf("Parse returned %v, %v: want nil and a non-empty Errors", c, err)
+			}
+			return
+		}
+		// Whatever Parse accepts must hold what the rest of trueup relies on.
+		for _, e := range c.Environments {
+			if _, err := c.Source(e.Source); err != nil {
+				t.Errorf("accepted a dangling source: %v", err)
+			}
+			if e.Interval <= 0 || e.Timeout <= 0 || e.MaxPrunePercent < 0 || e.MaxPrunePercent > 100 {
+				t.Errorf("accepted out-of-range values: %+v", e)
+			}
+			if e.Name == "" || e.Branch == "" || e.Path == "" || strings.HasPrefix(e.Path, "/") || strings.HasPrefix(e.Path, "..") {
+				t.Errorf("accepted bad name, branch or path: %+v", e)
+			}
+			for _, d := range e.DependsOn {
+				if _, err := c.Environment(d); err != nil || d == e.Name {
+					t.Errorf("accepted a bad dependency %q of %s", d, e.Name)
+				}
+			}
 		}
 	})
 }

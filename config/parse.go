@@ -1,8 +1,14 @@
 package config
 
 import (
+	"bytes"
+	"cmp"
+	"errors"
 	"fmt"
+	"io"
+	"net/url"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -11,316 +17,663 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
-// parser walks the YAML node tree itself, rather than decoding into structs,
-// so every problem can name its line and key, and all problems are found in
-// one pass instead of one per edit-and-retry.
+// parser walks the YAML node tree itself rather than decoding into structs:
+// strict struct decoding stops at the first problem and knows neither the
+// line of a missing key nor the difference between an absent bool and false.
+// Walking the tree, every problem names its line and key, all of them are
+// found in one pass, and a null value means the same as an absent key, as it
+// does in Kubernetes manifests.
 type parser struct {
 	file string
-	errs []error
+	errs Errors
 }
 
-func (p *parser) errorf(n *yaml.Node, key, format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	if key != "" {
-		msg = key + ": " + msg
+func (p *parser) errorf(at *yaml.Node, key, format string, args ...any) {
+	e := &Error{File: p.file, Key: key, Err: fmt.Errorf(format, args...)}
+	if at != nil {
+		e.Line, e.Column = at.Line, at.Column
 	}
-	if n != nil {
-		p.errs = append(p.errs, fmt.Errorf("%s:%d:%d: %s", p.file, n.Line, n.Column, msg))
-		return
-	}
-	p.errs = append(p.errs, fmt.Errorf("%s: %s", p.file, msg))
+	p.errs = append(p.errs, e)
 }
 
-// mapping checks that n is a mapping with only the allowed keys, each once,
-// and returns key -> (key node, value node).
-func (p *parser) mapping(n *yaml.Node, where string, allowed ...string) map[string][2]*yaml.Node {
-	out := map[string][2]*yaml.Node{}
-	if n == nil {
-		return out
+// err returns the problems in file order, since they are found section by
+// section and reference checks come last.
+func (p *parser) err() error {
+	if len(p.errs) == 0 {
+		return nil
 	}
-	if n.Kind != yaml.MappingNode {
-		p.errorf(n, where, "must be a mapping")
-		return out
+	slices.SortStableFunc(p.errs, func(a, b *Error) int {
+		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column))
+	})
+	return p.errs
+}
+
+// names records where each name of a kind (source, environment) is defined.
+type names struct {
+	kind  string
+	at    map[string]*yaml.Node
+	order []string // file order, for messages
+}
+
+func newNames(kind string) *names { return &names{kind: kind, at: map[string]*yaml.Node{}} }
+
+// ref is a string in the file that names something defined elsewhere.
+type ref struct {
+	at  *yaml.Node
+	key string
+}
+
+// envRefs are an environment's references, checked once every name is known
+// so that the order of environments in the file does not matter.
+type envRefs struct {
+	source    ref
+	dependsOn []ref
+	promoteTo ref
+}
+
+func (p *parser) parse(data []byte) *Config {
+	root := p.document(data)
+	if root == nil {
+		return nil
 	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		key := join(where, k.Value)
-		if !contains(allowed, k.Value) {
-			hint := ""
-			for _, a := range allowed {
-				if strings.EqualFold(a, k.Value) {
-					hint = fmt.Sprintf(" (did you mean %q?)", a)
-				}
+	top := p.object(root, "", "apiVersion", "kind", "sources", "decryption", "environments")
+	cfg := &Config{
+		APIVersion: p.constant(top, "apiVersion", APIVersion),
+		Kind:       p.constant(top, "kind", Kind),
+	}
+	sources := p.sources(top, cfg)
+	p.decryption(top, cfg)
+	envs, refs := p.environments(top, cfg)
+	p.references(cfg, sources, envs, refs)
+	p.cycles(cfg, envs, refs)
+	return cfg
+}
+
+// document returns the root node of the one YAML document in data, or nil.
+func (p *parser) document(data []byte) *yaml.Node {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			p.errorf(nil, "", "empty config")
+		} else {
+			p.syntax(err)
+		}
+		return nil
+	}
+	// A second document would be silently ignored by a plain Unmarshal;
+	// in a ConfigMap that is more likely a mistake than an intent.
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		p.syntax(err)
+		return nil
+	case len(next.Content) > 0 && !isNull(next.Content[0]):
+		p.errorf(next.Content[0], "", "a config is a single YAML document; remove the second one")
+	}
+	if len(doc.Content) == 0 || isNull(doc.Content[0]) {
+		p.errorf(nil, "", "empty config")
+		return nil
+	}
+	return deref(doc.Content[0])
+}
+
+// syntax records a YAML syntax error in the file:line form of the others;
+// the yaml package reports them as text ("yaml: line 6: ...").
+func (p *parser) syntax(err error) {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	e := &Error{File: p.file, Err: fmt.Errorf("invalid YAML: %s", msg)}
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if num, text, ok := strings.Cut(rest, ": "); ok {
+			if line, convErr := strconv.Atoi(num); convErr == nil {
+				e.Line, e.Err = line, fmt.Errorf("invalid YAML: %s", text)
 			}
-			p.errorf(k, key, "unknown key%s", hint)
-			continue
-		}
-		if prev, dup := out[k.Value]; dup {
-			p.errorf(k, key, "duplicate key (first at line %d)", prev[0].Line)
-			continue
-		}
-		out[k.Value] = [2]*yaml.Node{k, v}
-	}
-	return out
-}
-
-func join(where, key string) string {
-	if where == "" {
-		return key
-	}
-	return where + "." + key
-}
-
-func contains(list []string, s string) bool {
-	for _, l := range list {
-		if l == s {
-			return true
 		}
 	}
-	return false
+	p.errs = append(p.errs, e)
 }
 
-func (p *parser) str(m map[string][2]*yaml.Node, where, key string, required bool) (string, *yaml.Node) {
-	kv, ok := m[key]
-	if !ok {
-		if required {
-			p.errorf(nil, join(where, key), "required")
+// object is a mapping whose keys have been checked against the schema.
+type object struct {
+	path   string
+	node   *yaml.Node
+	fields map[string]field // nil when node is not a mapping (already reported)
+	// merges is set when the mapping has a merge key (already reported);
+	// its missing keys are then likely meant to be merged in, not missing.
+	merges bool
+}
+
+type field struct{ key, value *yaml.Node }
+
+func (o object) key(name string) string {
+	if o.path == "" {
+		return name
+	}
+	return o.path + "." + name
+}
+
+// value returns the value of key, or nil when the key is absent or null.
+func (o object) value(key string) *yaml.Node {
+	f, ok := o.fields[key]
+	if !ok || isNull(f.value) {
+		return nil
+	}
+	return f.value
+}
+
+// object checks that n is a mapping holding only allowed keys, each once.
+func (p *parser) object(n *yaml.Node, at string, allowed ...string) object {
+	o := object{path: at, node: n}
+	if n.Kind != yaml.MappingNode {
+		p.errorf(n, at, "must be a mapping, not %s", describe(n))
+		return o
+	}
+	o.fields = map[string]field{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], deref(n.Content[i+1])
+		key := o.key(k.Value)
+		switch {
+		case k.Kind != yaml.ScalarNode:
+			p.errorf(k, at, "keys must be strings, not %s", describe(k))
+		case k.ShortTag() == "!!merge":
+			p.errorf(k, key, "merge keys are not supported; write the keys out")
+			o.merges = true
+		case !slices.Contains(allowed, k.Value):
+			p.errorf(k, key, "unknown key%s", suggest(k.Value, allowed))
+		default:
+			if first, dup := o.fields[k.Value]; dup {
+				p.errorf(k, key, "duplicate key (first at line %d)", first.key.Line)
+				continue
+			}
+			o.fields[k.Value] = field{key: k, value: v}
 		}
+	}
+	return o
+}
+
+// child returns the mapping under key, if the key is set.
+func (p *parser) child(o object, key string, allowed ...string) (object, bool) {
+	v := o.value(key)
+	if v == nil {
+		return object{}, false
+	}
+	return p.object(v, o.key(key), allowed...), true
+}
+
+// list returns the items of the list under key, aliases resolved.
+func (p *parser) list(o object, key string) []*yaml.Node {
+	v := o.value(key)
+	if v == nil {
+		return nil
+	}
+	if v.Kind != yaml.SequenceNode {
+		p.errorf(v, o.key(key), "must be a list, not %s", describe(v))
+		return nil
+	}
+	items := make([]*yaml.Node, len(v.Content))
+	for i, item := range v.Content {
+		items[i] = deref(item)
+	}
+	return items
+}
+
+// str returns an optional string; the node is nil when the key is unset or
+// not a string.
+func (p *parser) str(o object, key string) (string, *yaml.Node) {
+	v := o.value(key)
+	if v == nil {
 		return "", nil
 	}
-	v := kv[1]
-	if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
-		p.errorf(v, join(where, key), "must be a string")
-		return "", v
-	}
-	if required && v.Value == "" {
-		p.errorf(v, join(where, key), "must not be empty")
+	if v.Kind != yaml.ScalarNode {
+		p.errorf(v, o.key(key), "must be a string, not %s", describe(v))
+		return "", nil
 	}
 	return v.Value, v
 }
 
-func (p *parser) boolean(m map[string][2]*yaml.Node, where, key string, def bool) bool {
-	kv, ok := m[key]
-	if !ok {
+// required returns a string that must be set and not empty.
+func (p *parser) required(o object, key string) (string, *yaml.Node) {
+	if o.fields == nil {
+		return "", nil
+	}
+	f, ok := o.fields[key]
+	switch {
+	case !ok:
+		if !o.merges {
+			p.errorf(o.node, o.key(key), "missing required key")
+		}
+		return "", nil
+	case isNull(f.value) || f.value.Kind == yaml.ScalarNode && f.value.Value == "":
+		p.errorf(f.key, o.key(key), "must not be empty")
+		return "", nil
+	}
+	return p.str(o, key)
+}
+
+// constant reads a required key that has exactly one valid value.
+func (p *parser) constant(o object, key, want string) string {
+	v, at := p.required(o, key)
+	if at != nil && v != want {
+		p.errorf(at, o.key(key), "must be %q, not %q", want, v)
+	}
+	return v
+}
+
+func (p *parser) boolean(o object, key string, def bool) bool {
+	v := o.value(key)
+	if v == nil {
 		return def
 	}
 	var b bool
-	if kv[1].Kind != yaml.ScalarNode || kv[1].Decode(&b) != nil {
-		p.errorf(kv[1], join(where, key), "must be true or false")
+	if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!bool" || v.Decode(&b) != nil {
+		p.errorf(v, o.key(key), "must be true or false, not %s", describe(v))
+		return def
 	}
 	return b
 }
 
-func (p *parser) duration(m map[string][2]*yaml.Node, where, key string, def time.Duration) time.Duration {
-	kv, ok := m[key]
-	if !ok {
+func (p *parser) duration(o object, key string, def time.Duration) time.Duration {
+	v := o.value(key)
+	if v == nil {
 		return def
 	}
-	d, err := time.ParseDuration(kv[1].Value)
-	if kv[1].Kind != yaml.ScalarNode || err != nil || d <= 0 {
-		p.errorf(kv[1], join(where, key), "%q is not a positive duration such as 30s or 5m", kv[1].Value)
+	if v.Kind != yaml.ScalarNode {
+		p.errorf(v, o.key(key), "must be a duration such as 30s or 5m, not %s", describe(v))
+		return def
+	}
+	d, err := time.ParseDuration(v.Value)
+	if err != nil || d <= 0 {
+		hint := ""
+		if v.ShortTag() == "!!int" {
+			hint = " (missing unit?)"
+		}
+		p.errorf(v, o.key(key), "%q is not a positive duration such as 30s or 5m%s", v.Value, hint)
 		return def
 	}
 	return d
 }
 
-func (p *parser) integer(m map[string][2]*yaml.Node, where, key string, def, lo, hi int) int {
-	kv, ok := m[key]
-	if !ok {
+func (p *parser) percent(o object, key string, def int) int {
+	v := o.value(key)
+	if v == nil {
 		return def
 	}
-	i, err := strconv.Atoi(kv[1].Value)
-	if kv[1].Kind != yaml.ScalarNode || err != nil || i < lo || i > hi {
-		p.errorf(kv[1], join(where, key), "%q is not a whole number from %d to %d", kv[1].Value, lo, hi)
+	var i int
+	if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!int" || v.Decode(&i) != nil || i < 0 || i > 100 {
+		p.errorf(v, o.key(key), "%s is not a whole number from 0 to 100", describe(v))
 		return def
 	}
 	return i
 }
 
-func (p *parser) strings(m map[string][2]*yaml.Node, where, key string) ([]string, []*yaml.Node) {
-	kv, ok := m[key]
-	if !ok {
-		return nil, nil
-	}
-	if kv[1].Kind != yaml.SequenceNode {
-		p.errorf(kv[1], join(where, key), "must be a list")
-		return nil, nil
-	}
-	var out []string
-	var nodes []*yaml.Node
-	for i, n := range kv[1].Content {
-		if n.Kind != yaml.ScalarNode || n.Value == "" {
-			p.errorf(n, fmt.Sprintf("%s[%d]", join(where, key), i), "must be a non-empty string")
+// stringList returns a list of non-empty strings, and where each is.
+func (p *parser) stringList(o object, key string) ([]string, []ref) {
+	var (
+		out  []string
+		refs []ref
+	)
+	for i, n := range p.list(o, key) {
+		k := fmt.Sprintf("%s[%d]", o.key(key), i)
+		if n.Kind != yaml.ScalarNode || isNull(n) || n.Value == "" {
+			p.errorf(n, k, "must be a non-empty string, not %s", describe(n))
 			continue
 		}
 		out = append(out, n.Value)
-		nodes = append(nodes, n)
+		refs = append(refs, ref{at: n, key: k})
 	}
-	return out, nodes
+	return out, refs
 }
 
-func (p *parser) list(m map[string][2]*yaml.Node, where, key string) []*yaml.Node {
-	kv, ok := m[key]
-	if !ok {
-		return nil
-	}
-	if kv[1].Kind != yaml.SequenceNode {
-		p.errorf(kv[1], join(where, key), "must be a list")
-		return nil
-	}
-	return kv[1].Content
-}
-
-// name checks a name that becomes a label value, metric label and object name.
-func (p *parser) name(n *yaml.Node, key, value string) {
-	if value == "" {
+// define records a name and reports it if it is invalid or taken. Invalid
+// names are still recorded, so references to them do not add more errors.
+func (p *parser) define(ns *names, at *yaml.Node, key, name string) {
+	if at == nil {
 		return
 	}
+	p.label(at, key, name)
+	if first, dup := ns.at[name]; dup {
+		p.errorf(at, key, "duplicate %s %q (first at line %d)", ns.kind, name, first.Line)
+		return
+	}
+	ns.at[name] = at
+	ns.order = append(ns.order, name)
+}
+
+// label checks a name that becomes a label value, a metric label and part of
+// object names, so it must be a DNS-1123 label.
+func (p *parser) label(at *yaml.Node, key, value string) {
 	if errs := validation.IsDNS1123Label(value); len(errs) > 0 {
-		p.errorf(n, key, "%q is not a valid name: %s", value, errs[0])
+		p.errorf(at, key, "%q is not a valid name: %s", value, errs[0])
 	}
 }
 
-func (p *parser) parse(data []byte) (*Config, error) {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("%s: %w", p.file, err)
-	}
-	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
-		return nil, fmt.Errorf("%s: empty config", p.file)
-	}
-	root := p.mapping(doc.Content[0], "", "apiVersion", "kind", "sources", "decryption", "environments")
-	if v, n := p.str(root, "", "apiVersion", true); v != "" && v != APIVersion {
-		p.errorf(n, "apiVersion", "%q is not %q", v, APIVersion)
-	}
-	if v, n := p.str(root, "", "kind", true); v != "" && v != Kind {
-		p.errorf(n, "kind", "%q is not %q", v, Kind)
-	}
+// maxSuggestCandidates bounds the names a did-you-mean hint is looked for
+// among: far more than any real config has, and it keeps a file with
+// thousands of bad references from taking quadratic time.
+const maxSuggestCandidates = 256
 
-	cfg := &Config{}
-	sourceAt := map[string]*yaml.Node{}
-	for i, n := range p.list(root, "", "sources") {
-		where := fmt.Sprintf("sources[%d]", i)
-		m := p.mapping(n, where, "name", "url", "interval", "auth")
-		s := Source{Interval: p.duration(m, where, "interval", DefaultSourceInterval)}
-		var nameNode *yaml.Node
-		s.Name, nameNode = p.str(m, where, "name", true)
-		p.name(nameNode, where+".name", s.Name)
-		s.URL, _ = p.str(m, where, "url", true)
-		if kv, ok := m["auth"]; ok {
-			a := p.mapping(kv[1], where+".auth", "usernameFile", "passwordFile", "sshKeyFile", "knownHostsFile")
-			s.Auth.UsernameFile, _ = p.str(a, where+".auth", "usernameFile", false)
-			s.Auth.PasswordFile, _ = p.str(a, where+".auth", "passwordFile", false)
-			s.Auth.SSHKeyFile, _ = p.str(a, where+".auth", "sshKeyFile", false)
-			s.Auth.KnownHostsFile, _ = p.str(a, where+".auth", "knownHostsFile", false)
-		}
-		if first, dup := sourceAt[s.Name]; dup && s.Name != "" {
-			p.errorf(nameNode, where+".name", "duplicate source %q (first at line %d)", s.Name, first.Line)
-		} else if s.Name != "" {
-			sourceAt[s.Name] = nameNode
+// resolve reports a reference to an undefined name.
+func (p *parser) resolve(ns *names, r ref, name string) {
+	if r.at == nil {
+		return
+	}
+	if _, ok := ns.at[name]; ok {
+		return
+	}
+	hint := ""
+	if len(ns.order) <= maxSuggestCandidates {
+		hint = suggest(name, ns.order)
+	}
+	switch {
+	case hint != "":
+	case len(ns.order) == 0:
+		hint = fmt.Sprintf(" (no %ss are defined)", ns.kind)
+	default:
+		hint = " (have: " + list(ns.order, 10) + ")"
+	}
+	p.errorf(r.at, r.key, "unknown %s %q%s", ns.kind, name, hint)
+}
+
+func (p *parser) sources(top object, cfg *Config) *names {
+	defined := newNames("source")
+	for i, n := range p.list(top, "sources") {
+		o := p.object(n, fmt.Sprintf("sources[%d]", i), "name", "url", "interval", "auth")
+		s := Source{Interval: p.duration(o, "interval", DefaultSourceInterval)}
+		var at *yaml.Node
+		s.Name, at = p.required(o, "name")
+		p.define(defined, at, o.key("name"), s.Name)
+		s.URL, at = p.required(o, "url")
+		p.sourceURL(at, o.key("url"), s.URL)
+		if a, ok := p.child(o, "auth", "usernameFile", "passwordFile", "sshKeyFile", "knownHostsFile"); ok {
+			s.Auth.UsernameFile, _ = p.str(a, "usernameFile")
+			s.Auth.PasswordFile, _ = p.str(a, "passwordFile")
+			s.Auth.SSHKeyFile, _ = p.str(a, "sshKeyFile")
+			s.Auth.KnownHostsFile, _ = p.str(a, "knownHostsFile")
 		}
 		cfg.Sources = append(cfg.Sources, s)
 	}
-
-	if kv, ok := root["decryption"]; ok {
-		m := p.mapping(kv[1], "decryption", "ageKeyFiles", "pgpKeyFiles")
-		cfg.Decryption.AgeKeyFiles, _ = p.strings(m, "decryption", "ageKeyFiles")
-		cfg.Decryption.PGPKeyFiles, _ = p.strings(m, "decryption", "pgpKeyFiles")
-	}
-
-	envAt := map[string]*yaml.Node{}
-	type refs struct {
-		where     string
-		source    *yaml.Node
-		dependsOn []*yaml.Node
-		promoteTo *yaml.Node
-	}
-	var pending []refs
-	for i, n := range p.list(root, "", "environments") {
-		where := fmt.Sprintf("environments[%d]", i)
-		m := p.mapping(n, where, "name", "source", "branch", "path", "namespace", "interval", "prune",
-			"selfHeal", "wait", "timeout", "maxPrunePercent", "allowMassPrune", "dependsOn", "promotion")
-		e := Environment{
-			Interval:        p.duration(m, where, "interval", DefaultEnvInterval),
-			Timeout:         p.duration(m, where, "timeout", DefaultTimeout),
-			Prune:           p.boolean(m, where, "prune", true),
-			SelfHeal:        p.boolean(m, where, "selfHeal", false),
-			Wait:            p.boolean(m, where, "wait", true),
-			AllowMassPrune:  p.boolean(m, where, "allowMassPrune", false),
-			MaxPrunePercent: p.integer(m, where, "maxPrunePercent", DefaultMaxPrunePercent, 0, 100),
-		}
-		r := refs{where: where}
-		var nameNode, nsNode, pathNode *yaml.Node
-		e.Name, nameNode = p.str(m, where, "name", true)
-		p.name(nameNode, where+".name", e.Name)
-		e.Source, r.source = p.str(m, where, "source", true)
-		e.Branch, _ = p.str(m, where, "branch", false)
-		if e.Branch == "" {
-			e.Branch = DefaultBranch
-		}
-		e.Path, pathNode = p.str(m, where, "path", false)
-		e.Path = p.repoPath(pathNode, where+".path", e.Path)
-		e.Namespace, nsNode = p.str(m, where, "namespace", false)
-		p.name(nsNode, where+".namespace", e.Namespace)
-		e.DependsOn, r.dependsOn = p.strings(m, where, "dependsOn")
-		if kv, ok := m["promotion"]; ok {
-			pm := p.mapping(kv[1], where+".promotion", "to", "auto")
-			e.Promotion = &Promotion{Auto: p.boolean(pm, where+".promotion", "auto", false)}
-			e.Promotion.To, r.promoteTo = p.str(pm, where+".promotion", "to", true)
-		}
-		if first, dup := envAt[e.Name]; dup && e.Name != "" {
-			p.errorf(nameNode, where+".name", "duplicate environment %q (first at line %d)", e.Name, first.Line)
-		} else if e.Name != "" {
-			envAt[e.Name] = nameNode
-		}
-		cfg.Environments = append(cfg.Environments, e)
-		pending = append(pending, r)
-	}
-
-	// References are checked once every name is known, so order in the file
-	// does not matter.
-	for i, r := range pending {
-		e := cfg.Environments[i]
-		if _, ok := sourceAt[e.Source]; !ok && e.Source != "" {
-			p.errorf(r.source, r.where+".source", "unknown source %q", e.Source)
-		}
-		for j, d := range e.DependsOn {
-			key := fmt.Sprintf("%s.dependsOn[%d]", r.where, j)
-			switch _, ok := envAt[d]; {
-			case d == e.Name:
-				p.errorf(r.dependsOn[j], key, "environment %q depends on itself", d)
-			case !ok:
-				p.errorf(r.dependsOn[j], key, "unknown environment %q", d)
-			}
-		}
-		if e.Promotion != nil && e.Promotion.To != "" {
-			switch _, ok := envAt[e.Promotion.To]; {
-			case e.Promotion.To == e.Name:
-				p.errorf(r.promoteTo, r.where+".promotion.to", "environment %q promotes to itself", e.Name)
-			case !ok:
-				p.errorf(r.promoteTo, r.where+".promotion.to", "unknown environment %q", e.Promotion.To)
-			}
-		}
-	}
-	if len(p.errs) == 0 {
-		if cyc := cfg.dependencyCycle(); cyc != nil {
-			p.errorf(envAt[cyc[0]], "dependsOn", "cycle: %s", strings.Join(cyc, " -> "))
-		}
-	}
-	if len(p.errs) > 0 {
-		return nil, Errors(p.errs)
-	}
-	return cfg, nil
+	return defined
 }
 
-// repoPath checks that an overlay path stays inside the repository.
-func (p *parser) repoPath(n *yaml.Node, key, value string) string {
-	if value == "" {
-		return DefaultPath
+// sourceURL rejects URLs no source can fetch, and passwords in URLs: the
+// config is a ConfigMap and URLs end up in logs, so secrets go in files.
+func (p *parser) sourceURL(at *yaml.Node, key, raw string) {
+	if at == nil {
+		return
 	}
-	c := path.Clean(value)
-	if path.IsAbs(c) || c == ".." || strings.HasPrefix(c, "../") {
-		p.errorf(n, key, "%q must be a path inside the repository", value)
+	scheme, _, ok := strings.Cut(raw, "://")
+	if !ok {
+		return // a local path or scp-like host:path; neither can hold a password
 	}
-	return c
+	switch strings.ToLower(scheme) {
+	case "https", "http", "ssh", "git", "file":
+	default:
+		p.errorf(at, key, "unsupported scheme %q (use https, http, ssh, git, file, user@host:path or a local path)", scheme)
+		return
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		// url.Error repeats the URL, which may hold a password.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		p.errorf(at, key, "not a valid URL: %w", err)
+		return
+	}
+	if _, has := u.User.Password(); has {
+		p.errorf(at, key, "must not contain a password; name a file holding it in auth.passwordFile")
+	}
+}
+
+func (p *parser) decryption(top object, cfg *Config) {
+	if o, ok := p.child(top, "decryption", "ageKeyFiles", "pgpKeyFiles"); ok {
+		cfg.Decryption.AgeKeyFiles, _ = p.stringList(o, "ageKeyFiles")
+		cfg.Decryption.PGPKeyFiles, _ = p.stringList(o, "pgpKeyFiles")
+	}
+}
+
+func (p *parser) environments(top object, cfg *Config) (*names, []envRefs) {
+	defined := newNames("environment")
+	var refs []envRefs
+	for i, n := range p.list(top, "environments") {
+		o := p.object(n, fmt.Sprintf("environments[%d]", i),
+			"name", "source", "branch", "path", "namespace", "interval", "prune", "selfHeal",
+			"wait", "timeout", "dependsOn", "promotion", "maxPrunePercent", "allowMassPrune")
+		e := Environment{
+			Branch:          DefaultBranch,
+			Path:            DefaultPath,
+			Interval:        p.duration(o, "interval", DefaultEnvInterval),
+			Prune:           p.boolean(o, "prune", DefaultPrune),
+			SelfHeal:        p.boolean(o, "selfHeal", DefaultSelfHeal),
+			Wait:            p.boolean(o, "wait", DefaultWait),
+			Timeout:         p.duration(o, "timeout", DefaultTimeout),
+			MaxPrunePercent: p.percent(o, "maxPrunePercent", DefaultMaxPrunePercent),
+			AllowMassPrune:  p.boolean(o, "allowMassPrune", DefaultAllowMassPrune),
+		}
+		var r envRefs
+		var at *yaml.Node
+		e.Name, at = p.required(o, "name")
+		p.define(defined, at, o.key("name"), e.Name)
+		e.Source, r.source.at = p.required(o, "source")
+		r.source.key = o.key("source")
+		if b, at := p.str(o, "branch"); b != "" {
+			e.Branch = b
+			if problem := branchProblem(b); problem != "" {
+				p.errorf(at, o.key("branch"), "%q %s", b, problem)
+			}
+		}
+		if dir, at := p.str(o, "path"); dir != "" {
+			e.Path = p.repoPath(at, o.key("path"), dir)
+		}
+		if ns, at := p.str(o, "namespace"); ns != "" {
+			e.Namespace = ns
+			p.label(at, o.key("namespace"), ns)
+		}
+		e.DependsOn, r.dependsOn = p.stringList(o, "dependsOn")
+		if po, ok := p.child(o, "promotion", "to", "auto"); ok {
+			e.Promotion = &Promotion{Auto: p.boolean(po, "auto", DefaultAutoPromote)}
+			e.Promotion.To, r.promoteTo.at = p.required(po, "to")
+			r.promoteTo.key = po.key("to")
+		}
+		cfg.Environments = append(cfg.Environments, e)
+		refs = append(refs, r)
+	}
+	return defined, refs
+}
+
+// repoPath cleans an overlay path and checks that it stays inside the
+// repository: kustomize must read nothing outside it.
+func (p *parser) repoPath(at *yaml.Node, key, dir string) string {
+	clean := path.Clean(dir)
+	if path.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, "../") {
+		p.errorf(at, key, "%q must be a relative path inside the repository", dir)
+	}
+	return clean
+}
+
+// branchProblem applies the parts of git check-ref-format that a branch
+// name written by hand is likely to break; "" means the name is fine.
+func branchProblem(b string) string {
+	if strings.HasPrefix(b, "refs/") {
+		return "is a ref; write the branch name alone, as in main"
+	}
+	bad := strings.HasPrefix(b, "-") || strings.HasPrefix(b, "/") || strings.HasSuffix(b, "/") ||
+		strings.HasPrefix(b, ".") || strings.HasSuffix(b, ".") || strings.HasSuffix(b, ".lock") ||
+		strings.Contains(b, "..") || strings.Contains(b, "//") || strings.Contains(b, "/.") ||
+		strings.Contains(b, "@{") || b == "@" ||
+		strings.ContainsFunc(b, func(r rune) bool {
+			return r < 0x20 || r == 0x7f || strings.ContainsRune(" ~^:?*[\\", r)
+		})
+	if bad {
+		return "is not a valid git branch name"
+	}
+	return ""
+}
+
+func (p *parser) references(cfg *Config, sources, envs *names, refs []envRefs) {
+	for i, r := range refs {
+		e := cfg.Environments[i]
+		p.resolve(sources, r.source, e.Source)
+		for j, d := range e.DependsOn {
+			if d == e.Name {
+				p.errorf(r.dependsOn[j].at, r.dependsOn[j].key, "environment %q depends on itself", d)
+				continue
+			}
+			p.resolve(envs, r.dependsOn[j], d)
+		}
+		if e.Promotion != nil && r.promoteTo.at != nil {
+			if e.Promotion.To == e.Name {
+				p.errorf(r.promoteTo.at, r.promoteTo.key, "environment %q promotes to itself", e.Name)
+			} else {
+				p.resolve(envs, r.promoteTo, e.Promotion.To)
+			}
+		}
+	}
+}
+
+// cycles reports every back edge of a depth-first walk of dependsOn as a
+// cycle, at the entry that closes it: no back edges means no cycles, and
+// removing a reported entry breaks that cycle. Unknown names and
+// self-dependencies are left out, as references reports them.
+func (p *parser) cycles(cfg *Config, envs *names, refs []envRefs) {
+	index := make(map[string]int, len(envs.order))
+	for i, e := range cfg.Environments {
+		if _, seen := index[e.Name]; !seen && envs.at[e.Name] != nil {
+			index[e.Name] = i
+		}
+	}
+	const (
+		unvisited = iota
+		visiting
+		visited
+	)
+	state := make([]int, len(cfg.Environments))
+	var stack []int
+	var visit func(i int)
+	visit = func(i int) {
+		state[i] = visiting
+		stack = append(stack, i)
+		for j, dep := range cfg.Environments[i].DependsOn {
+			k, ok := index[dep]
+			if !ok || k == i {
+				continue
+			}
+			switch state[k] {
+			case visiting:
+				var cycle []string
+				for _, s := range stack[slices.Index(stack, k):] {
+					cycle = append(cycle, cfg.Environments[s].Name)
+				}
+				cycle = append(cycle, dep)
+				p.errorf(refs[i].dependsOn[j].at, refs[i].dependsOn[j].key, "dependency cycle: %s", strings.Join(cycle, " -> "))
+			case unvisited:
+				visit(k)
+			}
+		}
+		stack = stack[:len(stack)-1]
+		state[i] = visited
+	}
+	for _, name := range envs.order {
+		if i := index[name]; state[i] == unvisited {
+			visit(i)
+		}
+	}
+}
+
+// list joins names for a message, at most n of them, so that many bad
+// references to many names do not make a quadratically long error.
+func list(names []string, n int) string {
+	if len(names) <= n {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:n], ", "), len(names)-n)
+}
+
+// deref follows aliases, so anchors can be used to share values. The bound
+// guards against malformed trees; the yaml package never chains aliases.
+func deref(n *yaml.Node) *yaml.Node {
+	for i := 0; i < 8 && n.Kind == yaml.AliasNode && n.Alias != nil; i++ {
+		n = n.Alias
+	}
+	return n
+}
+
+func isNull(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+}
+
+// describe names what a node is, for "must be X, not Y" messages.
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		if isNull(n) {
+			return "null"
+		}
+		v := n.Value
+		if len(v) > 40 {
+			v = v[:40] + "..."
+		}
+		return strconv.Quote(v)
+	default:
+		return "an alias"
+	}
+}
+
+// suggest returns a did-you-mean hint for a word close to one of the
+// candidates (a case slip or a typo or two), or "".
+func suggest(word string, candidates []string) string {
+	if len(word) > 64 {
+		return "" // no key or valid name is this long; spare the quadratic distance
+	}
+	best, bestDist := "", -1
+	for _, c := range candidates {
+		if len(c) > 64 {
+			continue
+		}
+		d := distance(strings.ToLower(word), strings.ToLower(c))
+		limit := 1
+		if len(c) > 4 {
+			limit = 2
+		}
+		if d <= limit && (bestDist < 0 || d < bestDist) {
+			best, bestDist = c, d
+		}
+	}
+	if best == "" || best == word {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+// distance is the optimal string alignment distance: edits, where swapping
+// two neighbouring letters counts as one.
+func distance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	d := make([][]int, len(ra)+1)
+	for i := range d {
+		d[i] = make([]int, len(rb)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(ra)][len(rb)]
 }
