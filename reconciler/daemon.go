@@ -58,9 +58,10 @@ type Daemon struct {
 	// triggers wake an environment's loop early (a webhook saw a push).
 	triggers map[string]chan struct{}
 
-	mu     sync.Mutex
-	status map[string]*EnvStatus
-	ready  bool
+	mu      sync.Mutex
+	status  map[string]*EnvStatus
+	ready   bool
+	standby bool // waiting to lead: ready to take over, so ready
 }
 
 // NewDaemon returns a Daemon; Run starts it.
@@ -75,6 +76,14 @@ func NewDaemon(opts DaemonOptions) *Daemon {
 		d.triggers[env.Name] = make(chan struct{}, 1)
 	}
 	return d
+}
+
+// Standby marks a replica that waits for leadership as ready: it can take
+// over at any moment. Run ends standby.
+func (d *Daemon) Standby() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.standby = true
 }
 
 // Trigger makes every environment on the source reconcile now instead of at
@@ -118,6 +127,9 @@ const watchDebounce = 300 * time.Millisecond
 // Run reconciles until ctx ends. A reconcile in progress when ctx ends is
 // abandoned through ctx; the inventory keeps what was applied.
 func (d *Daemon) Run(ctx context.Context) error {
+	d.mu.Lock()
+	d.standby = false
+	d.mu.Unlock()
 	var wg sync.WaitGroup
 	for name, src := range d.opts.Sources {
 		if w, ok := src.(localWatcher); ok {
@@ -444,7 +456,7 @@ func (d *Daemon) Handler(g prometheus.Gatherer) http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		d.mu.Lock()
-		ready := d.ready
+		ready := d.ready || d.standby
 		d.mu.Unlock()
 		if !ready {
 			http.Error(w, "first reconcile of every environment not done yet", http.StatusServiceUnavailable)

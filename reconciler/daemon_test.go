@@ -486,3 +486,91 @@ environments:
 		return nil
 	})
 }
+
+// TestDaemonLeaderElection: of two replicas only the leader reconciles; when
+// it stops, the other takes over and applies the next commit.
+func TestDaemonLeaderElection(t *testing.T) {
+	srv := sourcetest.NewServer(t, sourcetest.Options{})
+	url := srv.CreateRepo("deploy", envFiles("d-ha", "one"))
+	cfg, err := config.Parse([]byte(`apiVersion: trueup.dev/v1alpha1
+kind: Config
+sources:
+  - {name: deploy, url: "`+url+`", interval: 1s}
+environments:
+  - {name: d-ha, source: deploy, path: envs/d-ha, namespace: d-ha, interval: 1s}
+`), "trueup.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type replica struct {
+		d      *Daemon
+		cancel context.CancelFunc
+		done   chan error
+	}
+	start := func(id string) *replica {
+		src, err := source.New(source.Options{Name: "deploy", URL: url})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sources := map[string]source.Source{"deploy": src}
+		log := slog.New(slog.DiscardHandler)
+		c := connect(t, nil)
+		r := &replica{done: make(chan error, 1)}
+		r.d = NewDaemon(DaemonOptions{
+			Config: cfg, Sources: sources, Renderer: NewRenderer(cfg, sources, nil, log),
+			Cluster: c, Metrics: NewMetrics(prometheus.NewRegistry()), Logger: log,
+		})
+		r.d.Standby()
+		var ctx context.Context
+		ctx, r.cancel = context.WithCancel(context.Background())
+		go func() {
+			r.done <- c.RunAsLeader(ctx, LeaderOptions{Identity: id, LeaseDuration: 4 * time.Second,
+				RenewDeadline: 3 * time.Second, RetryPeriod: 500 * time.Millisecond},
+				func(ctx context.Context) { _ = r.d.Run(ctx) })
+		}()
+		t.Cleanup(r.cancel)
+		return r
+	}
+	synced := func(r *replica) bool { s := r.d.Status()[0]; return s.LastSync != nil }
+	a, b := start("replica-a"), start("replica-b")
+	var leader, follower *replica
+	eventually(t, "one replica syncs", func() error {
+		switch {
+		case synced(a) && synced(b):
+			return fmt.Errorf("both replicas reconciled")
+		case synced(a):
+			leader, follower = a, b
+		case synced(b):
+			leader, follower = b, a
+		default:
+			return fmt.Errorf("no replica has synced yet")
+		}
+		return nil
+	})
+	if synced(follower) {
+		t.Fatal("the follower reconciled too")
+	}
+	// A follower is ready: it can take over at any moment.
+	rec := httptest.NewRecorder()
+	follower.d.Handler(prometheus.NewRegistry()).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	if rec.Code != http.StatusOK {
+		t.Errorf("follower /readyz: %d", rec.Code)
+	}
+
+	leader.cancel()
+	if err := <-leader.done; err != nil {
+		t.Fatal(err)
+	}
+	srv.Commit("deploy", "main", sourcetest.Change{Files: envFiles("d-ha", "two")})
+	cs := clientset(t)
+	eventually(t, "the follower takes over and applies the commit", func() error {
+		cm, err := cs.CoreV1().ConfigMaps("d-ha").Get(context.Background(), "settings", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if cm.Data["value"] != "two" || !synced(follower) {
+			return fmt.Errorf("value %q, follower synced %v", cm.Data["value"], synced(follower))
+		}
+		return nil
+	})
+}

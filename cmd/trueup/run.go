@@ -27,6 +27,8 @@ type runOptions struct {
 	WebhookSecretFile string
 	Concurrency       int
 	CacheDir          string
+	LeaderElect       bool
+	Lease             reconciler.LeaderOptions
 }
 
 func (o *runOptions) BindFlags(fs *pflag.FlagSet) {
@@ -35,6 +37,10 @@ func (o *runOptions) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.WebhookAddr, "webhook-addr", ":9292", "address for push webhooks (/hooks/github, /hooks/gitlab, /hooks/generic); the only one to expose publicly")
 	fs.StringVar(&o.WebhookSecretFile, "webhook-secret-file", "", "file holding the webhook secret (HMAC key, or GitLab token); without it webhooks are off")
 	fs.IntVar(&o.Concurrency, "concurrency", 4, "how many environments reconcile at the same time")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", false, "run as one of several replicas: only the holder of the Lease "+reconciler.LeaseName+" in --inventory-namespace reconciles")
+	fs.DurationVar(&o.Lease.LeaseDuration, "leader-elect-lease-duration", 15*time.Second, "how long followers wait before taking over from a leader that stopped renewing")
+	fs.DurationVar(&o.Lease.RenewDeadline, "leader-elect-renew-deadline", 10*time.Second, "how long the leader tries to renew before it gives up leading")
+	fs.DurationVar(&o.Lease.RetryPeriod, "leader-elect-retry-period", 2*time.Second, "how often replicas try to acquire or renew the Lease")
 	fs.StringVar(&o.CacheDir, "cache-dir", filepath.Join(os.TempDir(), "trueup"), "where git clones are kept between fetches")
 }
 
@@ -96,7 +102,14 @@ selfHeal). Serves Prometheus metrics, health probes and a status API on
 				log.Info("serving", "flag", s.name, "addr", s.ln.Addr().String())
 			}
 
-			runErr := d.Run(cmd.Context())
+			var runErr error
+			if o.LeaderElect {
+				o.Lease.Identity, o.Lease.Logger = identity(), log
+				d.Standby()
+				runErr = cluster.RunAsLeader(cmd.Context(), o.Lease, func(ctx context.Context) { _ = d.Run(ctx) })
+			} else {
+				runErr = d.Run(cmd.Context())
+			}
 			for _, s := range servers {
 				if err := s.stop(); err != nil {
 					return err
@@ -141,4 +154,14 @@ func (s *server) stop() error {
 		return err
 	}
 	return nil
+}
+
+// identity names this replica in the Lease: the Pod name where the chart
+// sets POD_NAME, else host name and process id.
+func identity() string {
+	if pod := os.Getenv("POD_NAME"); pod != "" {
+		return pod
+	}
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s_%d", host, os.Getpid())
 }
