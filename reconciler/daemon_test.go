@@ -297,7 +297,7 @@ environments:
 	var triggers atomic.Int64
 	hooks := httptest.NewServer(source.WebhookHandler(source.WebhookOptions{
 		Secret:  []byte("hook-secret"),
-		Sources: map[string]string{"deploy": url},
+		Sources: func() map[string]string { return map[string]string{"deploy": url} },
 		Trigger: func(s string) { triggers.Add(1); d.Trigger(s) },
 	}))
 	defer hooks.Close()

@@ -1,6 +1,10 @@
 package reconciler
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/trueup-dev/trueup/config"
+)
 
 // Sync statuses, the values of trueup_sync_status's status label.
 const (
@@ -96,4 +100,25 @@ func result(err error) string {
 		return "failure"
 	}
 	return "success"
+}
+
+// forgetRemoved drops the series of environments and sources a new config
+// no longer has, so dashboards do not show them forever.
+func (m *Metrics) forgetRemoved(before, after *config.Config) {
+	for _, e := range before.Environments {
+		if _, err := after.Environment(e.Name); err != nil {
+			for _, v := range []interface {
+				DeletePartialMatch(prometheus.Labels) int
+			}{m.envInfo, m.syncStatus, m.driftObjects, m.driftDetected, m.managedObjects, m.objectsApplied,
+				m.reconcileTotal, m.reconcileDuration, m.lastSync} {
+				v.DeletePartialMatch(prometheus.Labels{"environment": e.Name})
+			}
+		}
+	}
+	for _, src := range before.Sources {
+		if _, err := after.Source(src.Name); err != nil {
+			m.fetchTotal.DeletePartialMatch(prometheus.Labels{"source": src.Name})
+			m.fetchDuration.DeletePartialMatch(prometheus.Labels{"source": src.Name})
+		}
+	}
 }

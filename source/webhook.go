@@ -27,8 +27,9 @@ type WebhookOptions struct {
 	// Secret verifies every request: HMAC key for GitHub and generic hooks,
 	// token for GitLab. Required.
 	Secret []byte
-	// Sources maps source names to their URLs, to find which source a push is for.
-	Sources map[string]string
+	// Sources returns source names and URLs, to find which source a push is
+	// for; a func, since the config can change while the daemon runs.
+	Sources func() map[string]string
 	// Trigger is called with the name of each source a verified push is for.
 	Trigger func(source string)
 	// Observe, when set, counts requests by provider and result.
@@ -86,7 +87,7 @@ func receive(opts WebhookOptions, provider string, verify func(*http.Request, []
 		return http.StatusBadRequest, "bad_request"
 	}
 	matched := false
-	for name, sourceURL := range opts.Sources {
+	for name, sourceURL := range opts.Sources() {
 		for _, u := range urls {
 			if u == name || sameRepo(u, sourceURL) {
 				opts.Logger.Info("webhook: fetching", "provider", provider, "source", name)

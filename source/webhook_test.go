@@ -45,9 +45,11 @@ func TestWebhooks(t *testing.T) {
 			var observed []string
 			h := source.WebhookHandler(source.WebhookOptions{
 				Secret: []byte(secret),
-				Sources: map[string]string{
-					"deploy": "ssh://git@github.com/acme/deploy",
-					"infra":  "https://ops:token@gitlab.example.com/ops/deploy.git",
+				Sources: func() map[string]string {
+					return map[string]string{
+						"deploy": "ssh://git@github.com/acme/deploy",
+						"infra":  "https://ops:token@gitlab.example.com/ops/deploy.git",
+					}
 				},
 				Trigger: func(s string) { triggered = append(triggered, s) },
 				Observe: func(provider, result string) { observed = append(observed, provider+"/"+result) },
@@ -82,7 +84,7 @@ func FuzzWebhookPayload(f *testing.F) {
 	f.Add([]byte(`{"project":{"git_ssh_url":"git@gitlab.com:a/b.git"}}`), "https://gitlab.com/a/b")
 	f.Fuzz(func(t *testing.T, body []byte, sourceURL string) {
 		h := source.WebhookHandler(source.WebhookOptions{
-			Secret: []byte("k"), Sources: map[string]string{"s": sourceURL}, Trigger: func(string) {},
+			Secret: []byte("k"), Sources: func() map[string]string { return map[string]string{"s": sourceURL} }, Trigger: func(string) {},
 		})
 		req := httptest.NewRequest(http.MethodPost, "/hooks/generic", strings.NewReader(string(body)))
 		req.Header.Set(source.GenericSignatureHeader, sign("k", string(body)))

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/trueup-dev/trueup/config"
 	"github.com/trueup-dev/trueup/reconciler"
 	"github.com/trueup-dev/trueup/source"
 )
@@ -52,7 +53,8 @@ func newRunCmd(g *globalOptions) *cobra.Command {
 		Long: `Reconcile every environment of the config, in parallel up to --concurrency:
 fetch its source on the source's interval, apply new commits, and between
 commits check for drift on the environment's interval (re-applying with
-selfHeal). Serves Prometheus metrics, health probes and a status API on
+selfHeal). Changes to the config file take effect without a restart; an
+invalid change is logged and the running config kept. Serves Prometheus metrics, health probes and a status API on
 --http-addr. Stops cleanly on SIGINT or SIGTERM.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -60,8 +62,9 @@ selfHeal). Serves Prometheus metrics, health probes and a status API on
 			if err != nil {
 				return err
 			}
-			w, err := g.wireCached(log, o.CacheDir)
-			if err != nil {
+			// Fail fast on a bad config at start; later changes are checked by
+			// the supervisor, which keeps the running config when one is bad.
+			if _, err := config.Load(g.ConfigPath); err != nil {
 				return err
 			}
 			cluster, err := o.connect()
@@ -73,10 +76,16 @@ selfHeal). Serves Prometheus metrics, health probes and a status API on
 			metrics := reconciler.NewMetrics(reg)
 			events := cluster.NewEvents()
 			defer events.Stop()
-			d := reconciler.NewDaemon(reconciler.DaemonOptions{
-				Config: w.cfg, Sources: w.sources, Renderer: w.renderer, Cluster: cluster,
-				Metrics: metrics, Events: events, Logger: log, Concurrency: o.Concurrency,
-			})
+			d := reconciler.NewSupervisor(g.ConfigPath, func(cfg *config.Config) (reconciler.DaemonOptions, error) {
+				w, err := g.wireConfig(cfg, log, o.CacheDir)
+				if err != nil {
+					return reconciler.DaemonOptions{}, err
+				}
+				return reconciler.DaemonOptions{
+					Config: cfg, Sources: w.sources, Renderer: w.renderer, Cluster: cluster,
+					Metrics: metrics, Events: events, Logger: log, Concurrency: o.Concurrency,
+				}, nil
+			}, log)
 
 			servers := []*server{{name: "--http-addr", addr: o.HTTPAddr, handler: d.Handler(reg)}}
 			if o.WebhookSecretFile != "" {
@@ -84,12 +93,8 @@ selfHeal). Serves Prometheus metrics, health probes and a status API on
 				if err != nil {
 					return fmt.Errorf("--webhook-secret-file: %w", err)
 				}
-				urls := map[string]string{}
-				for _, s := range w.cfg.Sources {
-					urls[s.Name] = s.URL
-				}
 				servers = append(servers, &server{name: "--webhook-addr", addr: o.WebhookAddr, handler: source.WebhookHandler(source.WebhookOptions{
-					Secret: bytes.TrimSpace(secret), Sources: urls, Trigger: d.Trigger, Observe: metrics.ObserveWebhook,
+					Secret: bytes.TrimSpace(secret), Sources: d.SourceURLs, Trigger: d.Trigger, Observe: metrics.ObserveWebhook,
 					Logger: log.With("component", "webhook"),
 				})})
 			} else {

@@ -29,6 +29,12 @@ func (g *globalOptions) wireCached(log *slog.Logger, cacheDir string) (*wiring, 
 	if err != nil {
 		return nil, err
 	}
+	return g.wireConfig(cfg, log, cacheDir)
+}
+
+// wireConfig builds the sources and decrypter of a loaded config.
+func (g *globalOptions) wireConfig(cfg *config.Config, log *slog.Logger, cacheDir string) (*wiring, error) {
+	var err error
 	sources := make(map[string]source.Source, len(cfg.Sources))
 	for _, s := range cfg.Sources {
 		opts := source.Options{Name: s.Name, URL: s.URL, CacheDir: cacheDir, Logger: log.With("source", s.Name)}

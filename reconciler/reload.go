@@ -1,0 +1,171 @@
+package reconciler
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/trueup-dev/trueup/config"
+)
+
+// Supervisor runs a Daemon for the config file and replaces it when the
+// file changes, so environments can be added, removed or changed without a
+// restart. An invalid new config is logged and ignored: the running daemon
+// keeps going.
+type Supervisor struct {
+	path  string
+	build func(*config.Config) (DaemonOptions, error)
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	current *Daemon
+	standby bool
+}
+
+// NewSupervisor watches the config at path; build wires a daemon for each
+// version of it (sources, renderer, cluster, metrics).
+func NewSupervisor(path string, build func(*config.Config) (DaemonOptions, error), log *slog.Logger) *Supervisor {
+	return &Supervisor{path: path, build: build, log: log}
+}
+
+// Standby marks the supervisor ready while it waits for leadership.
+func (s *Supervisor) Standby() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.standby = true
+}
+
+// Run loads the config, runs its daemon, and swaps daemons on every valid
+// change of the file until ctx ends.
+func (s *Supervisor) Run(ctx context.Context) error {
+	cfg, digest, err := s.load()
+	if err != nil {
+		return err
+	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watch config: %w", err)
+	}
+	defer w.Close()
+	// The directory, not the file: a ConfigMap volume swaps a symlink, and
+	// editors replace files, which a watch on the file itself would miss.
+	if err := w.Add(filepath.Dir(s.path)); err != nil {
+		return fmt.Errorf("watch config: %w", err)
+	}
+	stop, err := s.start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer func() { stop() }()
+	debounce := time.NewTimer(time.Hour)
+	debounce.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-w.Errors:
+			s.log.Error("watching the config failed; changes need a restart", "err", err)
+		case <-w.Events:
+			debounce.Reset(watchDebounce)
+		case <-debounce.C:
+			next, nextDigest, err := s.load()
+			if err != nil {
+				s.log.Error("config change rejected; the previous config keeps running", "err", err)
+				continue
+			}
+			if bytes.Equal(nextDigest, digest) {
+				continue
+			}
+			s.log.Info("config changed; restarting the environments", "environments", len(next.Environments))
+			stop()
+			if stop, err = s.start(ctx, next); err != nil {
+				return err
+			}
+			digest = nextDigest
+		}
+	}
+}
+
+func (s *Supervisor) load() (*config.Config, []byte, error) {
+	data, err := os.ReadFile(s.path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load config: %w", err)
+	}
+	cfg, err := config.Load(s.path)
+	if err != nil {
+		return nil, nil, err
+	}
+	sum := sha256.Sum256(data)
+	return cfg, sum[:], nil
+}
+
+// start runs a daemon for cfg; the returned func stops it and waits.
+func (s *Supervisor) start(ctx context.Context, cfg *config.Config) (func(), error) {
+	opts, err := s.build(cfg)
+	if err != nil {
+		return nil, err
+	}
+	d := NewDaemon(opts)
+	s.mu.Lock()
+	previous := s.current
+	s.current, s.standby = d, false
+	s.mu.Unlock()
+	if previous != nil {
+		opts.Metrics.forgetRemoved(previous.opts.Config, cfg)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = d.Run(ctx)
+	}()
+	return func() { cancel(); <-done }, nil
+}
+
+func (s *Supervisor) daemon() (*Daemon, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.current, s.standby
+}
+
+// Trigger forwards to the current daemon.
+func (s *Supervisor) Trigger(source string) {
+	if d, _ := s.daemon(); d != nil {
+		d.Trigger(source)
+	}
+}
+
+// SourceURLs lists the current config's sources, for the webhook receiver.
+func (s *Supervisor) SourceURLs() map[string]string {
+	out := map[string]string{}
+	if d, _ := s.daemon(); d != nil {
+		for _, src := range d.opts.Config.Sources {
+			out[src.Name] = src.URL
+		}
+	}
+	return out
+}
+
+// Handler serves the current daemon's endpoints.
+func (s *Supervisor) Handler(g prometheus.Gatherer) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d, standby := s.daemon()
+		if d == nil {
+			d = NewDaemon(DaemonOptions{Config: &config.Config{}})
+			if standby {
+				d.Standby()
+			}
+		}
+		d.Handler(g).ServeHTTP(w, r)
+	})
+}

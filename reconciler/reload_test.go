@@ -1,0 +1,103 @@
+package reconciler
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/trueup-dev/trueup/config"
+	"github.com/trueup-dev/trueup/source"
+	"github.com/trueup-dev/trueup/source/sourcetest"
+)
+
+// TestSupervisorReloadsConfig: an environment added to trueup.yaml is synced
+// without a restart; an invalid edit is rejected and the running config
+// keeps reconciling.
+func TestSupervisorReloadsConfig(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv := sourcetest.NewServer(t, sourcetest.Options{})
+	url := srv.CreateRepo("deploy", merge(envFiles("r-one", "one"), envFiles("r-two", "one")))
+	dir := t.TempDir()
+	path := filepath.Join(dir, "trueup.yaml")
+	head := "apiVersion: trueup.dev/v1alpha1\nkind: Config\nsources:\n  - {name: deploy, url: \"" + url + "\", interval: 1s}\nenvironments:\n"
+	one := "  - {name: r-one, source: deploy, path: envs/r-one, namespace: r-one, interval: 1s}\n"
+	two := "  - {name: r-two, source: deploy, path: envs/r-two, namespace: r-two, interval: 1s}\n"
+	write := func(content string) {
+		// Write and rename, as editors and ConfigMap volumes replace files.
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(head + one)
+
+	cluster := connect(t, nil)
+	metrics := NewMetrics(prometheus.NewRegistry())
+	log := slog.New(slog.DiscardHandler)
+	sup := NewSupervisor(path, func(cfg *config.Config) (DaemonOptions, error) {
+		src, err := source.New(source.Options{Name: "deploy", URL: url})
+		if err != nil {
+			return DaemonOptions{}, err
+		}
+		sources := map[string]source.Source{"deploy": src}
+		return DaemonOptions{Config: cfg, Sources: sources, Renderer: NewRenderer(cfg, sources, nil, log),
+			Cluster: cluster, Metrics: metrics, Logger: log}, nil
+	}, log)
+	done := make(chan error, 1)
+	go func() { done <- sup.Run(ctx) }()
+	api := httptest.NewServer(sup.Handler(prometheus.NewRegistry()))
+	defer api.Close()
+	synced := func(env string) func() error {
+		return func() error {
+			resp, err := http.Get(api.URL + "/api/v1/environments/" + env)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			var s EnvStatus
+			if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
+				return fmt.Errorf("%s: %v", resp.Status, err)
+			}
+			if s.Status != StatusSynced {
+				return fmt.Errorf("%s is %s (%s)", env, s.Status, s.LastError)
+			}
+			return nil
+		}
+	}
+	eventually(t, "r-one synced", synced("r-one"))
+
+	write(head + one + two)
+	eventually(t, "r-two, added to the config, synced", synced("r-two"))
+
+	write(head + one + two + "  - {name: r-three, source: nowhere}\n")
+	srv.Commit("deploy", "main", sourcetest.Change{Files: envFiles("r-one", "two")})
+	cs := clientset(t)
+	eventually(t, "the running config still reconciles after a bad edit", func() error {
+		cm, err := cs.CoreV1().ConfigMaps("r-one").Get(ctx, "settings", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if cm.Data["value"] != "two" {
+			return fmt.Errorf("value %q", cm.Data["value"])
+		}
+		return synced("r-two")()
+	})
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
