@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -32,12 +33,21 @@ type Renderer struct {
 	sources   map[string]source.Source
 	decrypter render.Decrypter
 	log       *slog.Logger
+
+	mu    sync.Mutex
+	cache map[string]*rendered // by environment
+}
+
+// rendered is an environment's last render and what it read.
+type rendered struct {
+	inputs  *render.Inputs
+	objects []*unstructured.Unstructured
 }
 
 // NewRenderer wires a Renderer. sources maps source names to their Source;
 // decrypter may be nil when no environment has encrypted files.
 func NewRenderer(cfg *config.Config, sources map[string]source.Source, decrypter render.Decrypter, log *slog.Logger) *Renderer {
-	return &Renderer{cfg: cfg, sources: sources, decrypter: decrypter, log: log}
+	return &Renderer{cfg: cfg, sources: sources, decrypter: decrypter, log: log, cache: map[string]*rendered{}}
 }
 
 // Render fetches the environment's source and builds its overlay. fetch=false
@@ -63,15 +73,38 @@ func (r *Renderer) Render(ctx context.Context, envName string, fetch bool) (*Des
 	if err != nil {
 		return nil, fmt.Errorf("render %s: %w", env.Name, err)
 	}
+	// A new revision whose changes miss every file this environment read
+	// renders the same objects: skip kustomize and decryption.
+	r.mu.Lock()
+	last := r.cache[env.Name]
+	r.mu.Unlock()
+	if last != nil && last.inputs.Unchanged(rev.FS) {
+		log.Debug("inputs unchanged; render reused", "revision", rev.Short())
+		return &Desired{Environment: env.Name, Revision: rev, Objects: deepCopy(last.objects)}, nil
+	}
 	start := time.Now()
+	inputs := &render.Inputs{}
 	objs, err := render.Build(ctx, rev.FS, render.Options{
 		Path:      env.Path,
 		Namespace: env.Namespace,
 		Decrypter: r.decrypter,
+		Inputs:    inputs,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("render %s: %w", env.Name, err)
 	}
-	log.Debug("rendered", "revision", rev.Commit, "objects", len(objs), "duration", time.Since(start))
+	r.mu.Lock()
+	r.cache[env.Name] = &rendered{inputs: inputs, objects: deepCopy(objs)}
+	r.mu.Unlock()
+	log.Debug("rendered", "revision", rev.Short(), "objects", len(objs), "duration", time.Since(start))
 	return &Desired{Environment: env.Name, Revision: rev, Objects: objs}, nil
+}
+
+// deepCopy keeps the cache apart from what callers do with their objects.
+func deepCopy(objs []*unstructured.Unstructured) []*unstructured.Unstructured {
+	out := make([]*unstructured.Unstructured, len(objs))
+	for i, o := range objs {
+		out[i] = o.DeepCopy()
+	}
+	return out
 }

@@ -25,6 +25,7 @@ type guardedFS struct {
 	filesys.FileSystem
 	escapes map[string]string
 	decrypt Decrypter
+	inputs  *Inputs // may be nil
 
 	mu      sync.Mutex
 	problem error  // first policy violation seen; kustomize may swallow ours
@@ -99,10 +100,19 @@ func (g *guardedFS) Open(p string) (filesys.File, error) {
 	return g.FileSystem.Open(p)
 }
 
+// listed notes that the render depends on a directory's listing, which
+// Inputs does not track.
+func (g *guardedFS) listed() {
+	if g.inputs != nil {
+		g.inputs.markInexact()
+	}
+}
+
 func (g *guardedFS) ReadDir(p string) ([]string, error) {
 	if err := g.guard(p); err != nil {
 		return nil, err
 	}
+	g.listed()
 	return g.FileSystem.ReadDir(p)
 }
 
@@ -117,6 +127,7 @@ func (g *guardedFS) Glob(pattern string) ([]string, error) {
 	if err := g.guard(pattern); err != nil {
 		return nil, err
 	}
+	g.listed()
 	return g.FileSystem.Glob(pattern)
 }
 
@@ -124,6 +135,7 @@ func (g *guardedFS) Walk(p string, fn filepath.WalkFunc) error {
 	if err := g.guard(p); err != nil {
 		return err
 	}
+	g.listed()
 	return g.FileSystem.Walk(p, fn)
 }
 
@@ -138,6 +150,9 @@ func (g *guardedFS) ReadFile(p string) ([]byte, error) {
 		return nil, err
 	}
 	rel, _ := repoRel(filepath.Clean(p))
+	if g.inputs != nil {
+		g.inputs.read(rel, data)
+	}
 	if isKustomization(rel) {
 		g.mu.Lock()
 		g.lastKus = rel

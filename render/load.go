@@ -22,6 +22,7 @@ type tree struct {
 	// repository. Kustomize touching such a path is an error; merely having one in
 	// the repo is not, since another environment's overlay may never use it.
 	escapes map[string]string
+	links   int // symlinks seen, resolved or not
 }
 
 // loadTree copies every file of src into an in-memory kustomize filesystem
@@ -71,6 +72,7 @@ func (t *tree) copyDir(src fs.FS, from, to string, depth int) error {
 }
 
 func (t *tree) copyLink(src fs.FS, link, dst string, depth int) error {
+	t.links++
 	target, err := resolve(src, link)
 	var esc *escapeError
 	switch {

@@ -39,6 +39,8 @@ type Options struct {
 	Namespace string
 	// Decrypter, when set, decrypts SOPS files as kustomize reads them.
 	Decrypter Decrypter
+	// Inputs, when set, records the files the render reads.
+	Inputs *Inputs
 }
 
 // Build renders the overlay at opts.Path of repo. repo is read whole into
@@ -55,7 +57,10 @@ func Build(ctx context.Context, repo fs.FS, opts Options) ([]*unstructured.Unstr
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	gfs := &guardedFS{FileSystem: t.fs, escapes: t.escapes, decrypt: opts.Decrypter}
+	gfs := &guardedFS{FileSystem: t.fs, escapes: t.escapes, decrypt: opts.Decrypter, inputs: opts.Inputs}
+	if opts.Inputs != nil && t.links > 0 {
+		opts.Inputs.markInexact()
+	}
 	if !gfs.IsDir(t.abs(dir)) {
 		if err := gfs.violation(); err != nil {
 			return nil, fmt.Errorf("%s: %w", dir, err)
