@@ -160,8 +160,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 // envState is what one environment's loop remembers between runs.
 type envState struct {
-	applied  string // revision applied and healthy
-	failures int
+	applied   string    // revision applied and healthy
+	lastCheck time.Time // last diff against the cluster
+	failures  int
 }
 
 func (d *Daemon) loop(ctx context.Context, env *config.Environment, started chan<- struct{}) {
@@ -268,6 +269,11 @@ func (d *Daemon) reconcile(ctx context.Context, env *config.Environment, st *env
 	rev := desired.Revision.ID()
 	log = log.With("revision", desired.Revision.Short())
 	m.managedObjects.WithLabelValues(name).Set(float64(len(desired.Objects)))
+	if rev == st.applied && time.Since(st.lastCheck) < env.Interval {
+		// Nothing new in git, and the next drift check is not due: the
+		// source's interval polls git more often than the cluster is diffed.
+		return nil
+	}
 
 	start = time.Now()
 	// The daemon owns what git says, as Flux's controller does: fields that
@@ -277,6 +283,7 @@ func (d *Daemon) reconcile(ctx context.Context, env *config.Environment, st *env
 	if err != nil {
 		return err
 	}
+	st.lastCheck = time.Now()
 
 	if plan.HasChanges() {
 		if wait := d.blockedBy(env, rev); wait != "" {

@@ -40,9 +40,18 @@ type Renderer struct {
 
 // rendered is an environment's last render and what it read.
 type rendered struct {
-	inputs  *render.Inputs
-	objects []*unstructured.Unstructured
+	revision source.Revision
+	inputs   *render.Inputs
+	objects  []*unstructured.Unstructured
 }
+
+// headReader is a source that can tell its branch head without reading the
+// tree, so an unmoved branch costs no snapshot at all.
+type headReader interface {
+	Head(ctx context.Context, branch string) (string, error)
+}
+
+var _ headReader = (*source.Git)(nil)
 
 // NewRenderer wires a Renderer. sources maps source names to their Source;
 // decrypter may be nil when no environment has encrypted files.
@@ -69,16 +78,24 @@ func (r *Renderer) Render(ctx context.Context, envName string, fetch bool) (*Des
 		}
 		log.Debug("fetched", "duration", time.Since(start))
 	}
+	r.mu.Lock()
+	last := r.cache[env.Name]
+	r.mu.Unlock()
+	if hr, ok := src.(headReader); ok && last != nil {
+		if head, err := hr.Head(ctx, env.Branch); err == nil && head == last.revision.Commit {
+			return &Desired{Environment: env.Name, Revision: last.revision, Objects: deepCopy(last.objects)}, nil
+		}
+	}
 	rev, err := src.Revision(ctx, env.Branch)
 	if err != nil {
 		return nil, fmt.Errorf("render %s: %w", env.Name, err)
 	}
 	// A new revision whose changes miss every file this environment read
 	// renders the same objects: skip kustomize and decryption.
-	r.mu.Lock()
-	last := r.cache[env.Name]
-	r.mu.Unlock()
 	if last != nil && last.inputs.Unchanged(rev.FS) {
+		r.mu.Lock()
+		r.cache[env.Name] = &rendered{revision: rev, inputs: last.inputs, objects: last.objects}
+		r.mu.Unlock()
 		log.Debug("inputs unchanged; render reused", "revision", rev.Short())
 		return &Desired{Environment: env.Name, Revision: rev, Objects: deepCopy(last.objects)}, nil
 	}
@@ -94,7 +111,7 @@ func (r *Renderer) Render(ctx context.Context, envName string, fetch bool) (*Des
 		return nil, fmt.Errorf("render %s: %w", env.Name, err)
 	}
 	r.mu.Lock()
-	r.cache[env.Name] = &rendered{inputs: inputs, objects: deepCopy(objs)}
+	r.cache[env.Name] = &rendered{revision: rev, inputs: inputs, objects: deepCopy(objs)}
 	r.mu.Unlock()
 	log.Debug("rendered", "revision", rev.Short(), "objects", len(objs), "duration", time.Since(start))
 	return &Desired{Environment: env.Name, Revision: rev, Objects: objs}, nil

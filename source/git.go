@@ -157,19 +157,36 @@ func (g *Git) initRemote(repo *git.Repository, err error) (*git.Repository, erro
 func (g *Git) Revision(ctx context.Context, branch string) (Revision, error) {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
-	if g.repo == nil {
-		return Revision{}, g.errorf("not fetched yet")
-	}
-	ref, err := g.repo.Reference(plumbing.NewRemoteReferenceName(remoteName, branch), true)
+	hash, err := g.head(branch)
 	if err != nil {
-		return Revision{}, g.errorf("branch %q: %w", branch, err)
+		return Revision{}, err
 	}
-	rev, err := g.snapshot(ctx, ref.Hash())
+	rev, err := g.snapshot(ctx, hash)
 	if err != nil {
 		return Revision{}, g.errorf("branch %q: %w", branch, err)
 	}
 	rev.Branch = branch
 	return rev, nil
+}
+
+// Head returns the commit at the head of branch as of the last Fetch,
+// without reading its tree: the cheap question of whether anything moved.
+func (g *Git) Head(_ context.Context, branch string) (string, error) {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	hash, err := g.head(branch)
+	return hash.String(), err
+}
+
+func (g *Git) head(branch string) (plumbing.Hash, error) {
+	if g.repo == nil {
+		return plumbing.ZeroHash, g.errorf("not fetched yet")
+	}
+	ref, err := g.repo.Reference(plumbing.NewRemoteReferenceName(remoteName, branch), true)
+	if err != nil {
+		return plumbing.ZeroHash, g.errorf("branch %q: %w", branch, err)
+	}
+	return ref.Hash(), nil
 }
 
 // RevisionAt returns the content at an exact commit, for reads of a
