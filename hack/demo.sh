@@ -79,6 +79,35 @@ trueup apply development
 step "trueup diff development: in sync (exit 0)"
 trueup diff development && echo "(exit 0)"
 
+step "trueup run: the daemon keeps every environment in sync"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null || echo 18080)
+sed -i 's/interval: 1m$/interval: 2s/' "$src/trueup.yaml"
+"$bin/trueup" run --config "$src/trueup.yaml" --http-addr "127.0.0.1:$port" --cache-dir "$work/cache" >"$work/run.log" 2>&1 &
+daemon_pid=$!
+status() { "$bin/trueup" status --server "http://127.0.0.1:$port" "$@"; }
+synced() { status -o json 2>/dev/null | grep -cE '"status": ?"synced"'; }
+for _ in $(seq 1 120); do
+  [ "$(synced)" -eq 3 ] && break
+  sleep 1
+done
+status
+(
+  cd "$src"
+  sed -i 's/newTag: 1.2.0$/newTag: 1.2.1/' overlays/staging/kustomization.yaml
+  git -c user.name=demo -c user.email=demo@example.com commit --quiet -am "staging: api 1.2.1"
+  git push --quiet "$repo" main
+  echo "pushed: $(git log --oneline -1)"
+)
+head=$(git -C "$src" rev-parse HEAD)
+for _ in $(seq 1 120); do
+  status staging -o json 2>/dev/null | grep -qE "\"revision\": ?\"$head\"" && break
+  sleep 1
+done
+status
+"${kubectl[@]}" -n shop-staging get deployment api -o jsonpath='staging api image: {.spec.template.spec.containers[0].image}{"\n"}'
+curl -s "http://127.0.0.1:$port/metrics" | grep -E '^trueup_sync_status\{.*status="synced"\}' || true
+kill "$daemon_pid"; wait "$daemon_pid" 2>/dev/null || true
+
 step "look around"
 echo "  ${kubectl[*]} -n shop-development get all,configmaps,secrets,pvc"
 "${kubectl[@]}" -n shop-development get deployments,statefulsets,jobs,pods
