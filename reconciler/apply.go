@@ -10,6 +10,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/cli-utils/pkg/apply"
@@ -246,6 +247,32 @@ func (c *Cluster) Inventories(ctx context.Context) ([]InventoryStatus, error) {
 			Revision: cm.Annotations[RevisionAnnotation], AppliedAt: cm.Annotations[AppliedAtAnnotation]})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Environment < out[j].Environment })
+	return out, nil
+}
+
+// Heal re-applies only the objects that drifted from a revision that is
+// already applied: the inventory is unchanged, so the applier, which would
+// re-apply every object, is not needed. Each drifted object is applied with
+// force, since drift is someone else's change to fields trueup owns.
+func (c *Cluster) Heal(ctx context.Context, plan *Plan, timeout time.Duration) (*Outcome, error) {
+	out := &Outcome{Environment: plan.Environment, Revision: plan.Revision}
+	if err := c.deleteReplaced(ctx, plan, timeout); err != nil {
+		return nil, fmt.Errorf("heal %s: %w", plan.Environment, err)
+	}
+	byID := map[object.ObjMetadata]*unstructured.Unstructured{}
+	for _, obj := range plan.objects {
+		byID[object.UnstructuredToObjMetadata(obj)] = obj
+	}
+	for _, ch := range plan.Changes {
+		r := ObjectResult{Change: ch, Result: ResultUnchanged}
+		if obj := byID[ch.id]; obj != nil && ch.Action != ActionUnchanged && ch.Action != ActionPrune {
+			r.Result = map[Action]Result{ActionCreate: ResultCreated, ActionUpdate: ResultConfigured, ActionReplace: ResultReplaced}[ch.Action]
+			if _, err := c.serverSideApply(ctx, obj, true, nil); err != nil {
+				r.Result, r.Error = ResultFailed, err.Error()
+			}
+		}
+		out.Objects = append(out.Objects, r)
+	}
 	return out, nil
 }
 

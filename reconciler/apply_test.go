@@ -31,13 +31,18 @@ func TestMain(m *testing.M) {
 
 // writes counts requests that can change the cluster; server-side dry-runs
 // (how a diff asks what would change) cannot.
-type writes struct{ n atomic.Int64 }
+type writes struct {
+	n atomic.Int64
+	// only, when set, limits counting to the requests it accepts.
+	only func(*http.Request) bool
+}
 
 func (w *writes) RoundTrip(rt http.RoundTripper) http.RoundTripper {
 	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		switch {
 		case r.Method == http.MethodGet, r.Method == http.MethodHead, r.Method == http.MethodOptions:
 		case r.URL.Query().Get("dryRun") == "All":
+		case w.only != nil && !w.only(r):
 		default:
 			w.n.Add(1)
 		}

@@ -144,6 +144,11 @@ func (c *Cluster) get(ctx context.Context, id object.ObjMetadata) (*unstructured
 
 // dryRunApply asks the server what a server-side apply of obj would produce.
 func (c *Cluster) dryRunApply(ctx context.Context, obj *unstructured.Unstructured, force bool) (*unstructured.Unstructured, error) {
+	return c.serverSideApply(ctx, obj, force, []string{metav1.DryRunAll})
+}
+
+// serverSideApply applies obj as field manager trueup; dryRun as the API takes it.
+func (c *Cluster) serverSideApply(ctx context.Context, obj *unstructured.Unstructured, force bool, dryRun []string) (*unstructured.Unstructured, error) {
 	ri, err := c.resourceFor(object.UnstructuredToObjMetadata(obj))
 	if err != nil {
 		return nil, err
@@ -155,6 +160,6 @@ func (c *Cluster) dryRunApply(ctx context.Context, obj *unstructured.Unstructure
 	return ri.Patch(ctx, obj.GetName(), types.ApplyPatchType, data, metav1.PatchOptions{
 		FieldManager: FieldManager,
 		Force:        &force,
-		DryRun:       []string{metav1.DryRunAll},
+		DryRun:       dryRun,
 	})
 }

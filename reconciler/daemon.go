@@ -312,10 +312,15 @@ func (d *Daemon) reconcile(ctx context.Context, env *config.Environment, st *env
 		d.update(name, func(s *EnvStatus) { s.Status = StatusProgressing })
 	}
 	start = time.Now()
-	out, err := d.opts.Cluster.Apply(ctx, plan, ApplyOptions{
-		Prune: env.Prune, Wait: env.Wait, Timeout: env.Timeout, ForceConflicts: true,
-		MaxPrunePercent: env.MaxPrunePercent, AllowMassPrune: env.AllowMassPrune,
-	})
+	var out *Outcome
+	if drifted {
+		out, err = d.opts.Cluster.Heal(ctx, plan, env.Timeout)
+	} else {
+		out, err = d.opts.Cluster.Apply(ctx, plan, ApplyOptions{
+			Prune: env.Prune, Wait: env.Wait, Timeout: env.Timeout, ForceConflicts: true,
+			MaxPrunePercent: env.MaxPrunePercent, AllowMassPrune: env.AllowMassPrune,
+		})
+	}
 	phase("apply", start)
 	if out != nil {
 		for _, r := range out.Objects {

@@ -90,7 +90,11 @@ environments:
 	sources := map[string]source.Source{"deploy": src}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := prometheus.NewRegistry()
-	cluster := connect(t, nil)
+	// Writes to d-heal's objects: the namespace itself and what is in it.
+	healWrites := &writes{only: func(r *http.Request) bool {
+		return strings.HasSuffix(r.URL.Path, "/namespaces/d-heal") || strings.Contains(r.URL.Path, "/namespaces/d-heal/")
+	}}
+	cluster := connect(t, healWrites)
 	events := cluster.NewEvents()
 	defer events.Stop()
 	d := NewDaemon(DaemonOptions{
@@ -189,6 +193,7 @@ environments:
 	waitStatus("d-broken", StatusSynced, nil)
 
 	// Drift: healed where selfHeal is on, reported where it is off.
+	before := healWrites.n.Load()
 	for _, ns := range []string{"d-heal", "d-watch"} {
 		cm, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, "settings", metav1.GetOptions{})
 		if err != nil {
@@ -208,6 +213,9 @@ environments:
 		}
 		return nil
 	})
+	if n := healWrites.n.Load() - before; n != 1 {
+		t.Errorf("healing one drifted ConfigMap made %d writes in its namespace, want 1", n)
+	}
 	waitStatus("d-watch", StatusOutOfSync, func(s EnvStatus) error {
 		if s.DriftCount != 1 {
 			return fmt.Errorf("drift count %d", s.DriftCount)
