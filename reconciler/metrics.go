@@ -31,6 +31,7 @@ type Metrics struct {
 	fetchTotal        *prometheus.CounterVec
 	fetchDuration     *prometheus.HistogramVec
 	webhookRequests   *prometheus.CounterVec
+	promotions        *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them on reg.
@@ -74,10 +75,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		webhookRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "trueup_webhook_requests_total", Help: "Push webhook requests, by provider and result.",
 		}, []string{"provider", "result"}),
+		promotions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "trueup_promotions_total", Help: "Promotion commits attempted, by source and target environment and result.",
+		}, []string{"from", "to", "result"}),
 	}
-	reg.MustRegister(m.webhookRequests, m.envInfo, m.syncStatus, m.driftObjects, m.driftDetected, m.managedObjects, m.objectsApplied,
+	reg.MustRegister(m.webhookRequests, m.promotions, m.envInfo, m.syncStatus, m.driftObjects, m.driftDetected, m.managedObjects, m.objectsApplied,
 		m.reconcileTotal, m.reconcileDuration, m.lastSync, m.fetchTotal, m.fetchDuration)
 	return m
+}
+
+// ObservePromotion counts a promotion from one environment to another;
+// result is "promoted", "up_to_date" or "failure".
+func (m *Metrics) ObservePromotion(from, to, result string) {
+	m.promotions.WithLabelValues(from, to, result).Inc()
 }
 
 // ObserveWebhook counts a webhook request.
