@@ -36,6 +36,8 @@ const (
 	DefaultMaxPrunePercent = 50
 	DefaultAllowMassPrune  = false
 	DefaultAutoPromote     = false
+	DefaultAuthorName      = "trueup"
+	DefaultAuthorEmail     = "trueup@users.noreply.trueup.dev"
 )
 
 // Config is a loaded, validated trueup.yaml with every default filled in.
@@ -70,6 +72,24 @@ type Source struct {
 	// Auth holds credentials, as files (mounted from Secrets in a cluster).
 	// Default: anonymous.
 	Auth Auth
+	// Commit says who the commits trueup writes to the source (set-image,
+	// promote, automatic promotion) are by, and how they are signed.
+	// Default: by "trueup", unsigned.
+	Commit Commit
+}
+
+// Commit is the identity of trueup's write-back commits. Load makes a
+// relative key file name absolute against the config file's directory.
+type Commit struct {
+	// AuthorName is the commits' author and committer. Default "trueup".
+	AuthorName string
+	// AuthorEmail is the author's and committer's email. Default
+	// "trueup@users.noreply.trueup.dev".
+	AuthorEmail string
+	// SigningKeyFile holds an armored PGP private key without a passphrase
+	// that signs every commit, for repositories that require signed
+	// commits. Default: none, commits are unsigned.
+	SigningKeyFile string
 }
 
 // Auth names the files that hold a source's credentials. Load makes relative
@@ -230,6 +250,7 @@ func (c *Config) resolvePaths(dir string) {
 		s.Auth.PasswordFile = abs(s.Auth.PasswordFile)
 		s.Auth.SSHKeyFile = abs(s.Auth.SSHKeyFile)
 		s.Auth.KnownHostsFile = abs(s.Auth.KnownHostsFile)
+		s.Commit.SigningKeyFile = abs(s.Commit.SigningKeyFile)
 	}
 	for i, f := range c.Decryption.AgeKeyFiles {
 		c.Decryption.AgeKeyFiles[i] = abs(f)

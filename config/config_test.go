@@ -25,6 +25,7 @@ func TestLoadGood(t *testing.T) {
 				Kind:       Kind,
 				Sources: []Source{{
 					Name: "deploy", URL: "https://git.example.com/acme/deploy.git", Interval: time.Minute,
+					Commit: Commit{AuthorName: DefaultAuthorName, AuthorEmail: DefaultAuthorEmail},
 				}},
 				Environments: []Environment{{
 					Name: "production", Source: "deploy", Branch: "main", Path: ".",
@@ -51,6 +52,7 @@ func TestLoadGood(t *testing.T) {
 						SSHKeyFile:     "/etc/trueup/git/identity",
 						KnownHostsFile: "/etc/trueup/git/known_hosts",
 					},
+					Commit: Commit{AuthorName: "Release Bot", AuthorEmail: "release@example.com", SigningKeyFile: filepath.Join(dir, "git/signing.asc")},
 				}},
 				Decryption: Decryption{
 					AgeKeyFiles: []string{filepath.Join(dir, "age/keys.txt")},

@@ -378,7 +378,7 @@ func (p *parser) resolve(ns *names, r ref, name string) {
 func (p *parser) sources(top object, cfg *Config) *names {
 	defined := newNames("source")
 	for i, n := range p.list(top, "sources") {
-		o := p.object(n, fmt.Sprintf("sources[%d]", i), "name", "url", "interval", "auth")
+		o := p.object(n, fmt.Sprintf("sources[%d]", i), "name", "url", "interval", "auth", "commit")
 		s := Source{Interval: p.duration(o, "interval", DefaultSourceInterval)}
 		var at *yaml.Node
 		s.Name, at = p.required(o, "name")
@@ -390,6 +390,16 @@ func (p *parser) sources(top object, cfg *Config) *names {
 			s.Auth.PasswordFile, _ = p.str(a, "passwordFile")
 			s.Auth.SSHKeyFile, _ = p.str(a, "sshKeyFile")
 			s.Auth.KnownHostsFile, _ = p.str(a, "knownHostsFile")
+		}
+		s.Commit = Commit{AuthorName: DefaultAuthorName, AuthorEmail: DefaultAuthorEmail}
+		if c, ok := p.child(o, "commit", "authorName", "authorEmail", "signingKeyFile"); ok {
+			if v, at := p.str(c, "authorName"); at != nil {
+				s.Commit.AuthorName = v
+			}
+			if v, at := p.str(c, "authorEmail"); at != nil {
+				s.Commit.AuthorEmail = v
+			}
+			s.Commit.SigningKeyFile, _ = p.str(c, "signingKeyFile")
 		}
 		cfg.Sources = append(cfg.Sources, s)
 	}

@@ -17,6 +17,7 @@ import (
 type Dir struct {
 	name string
 	root string
+	auth Auth // for pushes of write-back commits to the repository's origin
 }
 
 var _ Source = (*Dir)(nil)

@@ -100,6 +100,10 @@ func (g *Git) errorf(format string, args ...any) error {
 func (g *Git) Fetch(ctx context.Context) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	return g.fetchLocked(ctx)
+}
+
+func (g *Git) fetchLocked(ctx context.Context) error {
 	start := time.Now()
 	if g.repo == nil {
 		repo, err := g.open()
@@ -161,11 +165,11 @@ func (g *Git) Revision(ctx context.Context, branch string) (Revision, error) {
 	if err != nil {
 		return Revision{}, err
 	}
-	rev, err := g.snapshot(ctx, hash)
+	rev, err := snapshotCommit(ctx, g.repo, hash)
 	if err != nil {
 		return Revision{}, g.errorf("branch %q: %w", branch, err)
 	}
-	rev.Branch = branch
+	rev.Source, rev.Branch = g.opts.Name, branch
 	return rev, nil
 }
 
@@ -197,17 +201,18 @@ func (g *Git) RevisionAt(ctx context.Context, commit string) (Revision, error) {
 	if g.repo == nil {
 		return Revision{}, g.errorf("not fetched yet")
 	}
-	rev, err := g.snapshot(ctx, plumbing.NewHash(commit))
+	rev, err := snapshotCommit(ctx, g.repo, plumbing.NewHash(commit))
 	if err != nil {
 		return Revision{}, g.errorf("commit %s: %w", commit, err)
 	}
+	rev.Source = g.opts.Name
 	return rev, nil
 }
 
-// snapshot reads the tree of a commit into memory, so the Revision stays
+// snapshotCommit reads the tree of a commit into memory, so the Revision stays
 // valid and safe to read while later fetches change the clone.
-func (g *Git) snapshot(ctx context.Context, hash plumbing.Hash) (Revision, error) {
-	commit, err := g.repo.CommitObject(hash)
+func snapshotCommit(ctx context.Context, repo *git.Repository, hash plumbing.Hash) (Revision, error) {
+	commit, err := repo.CommitObject(hash)
 	if err != nil {
 		return Revision{}, err
 	}
@@ -241,7 +246,7 @@ func (g *Git) snapshot(ctx context.Context, hash plumbing.Hash) (Revision, error
 		case filemode.Executable:
 			mode = 0o755
 		}
-		blob, err := g.repo.BlobObject(entry.Hash)
+		blob, err := repo.BlobObject(entry.Hash)
 		if err != nil {
 			return Revision{}, fmt.Errorf("%s: %w", name, err)
 		}
@@ -251,7 +256,7 @@ func (g *Git) snapshot(ctx context.Context, hash plumbing.Hash) (Revision, error
 		}
 		files[name] = &fstest.MapFile{Data: data, Mode: mode, ModTime: commit.Committer.When}
 	}
-	return Revision{Source: g.opts.Name, Commit: hash.String(), FS: files}, nil
+	return Revision{Commit: hash.String(), FS: files}, nil
 }
 
 func readBlob(b *object.Blob) ([]byte, error) {

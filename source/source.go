@@ -97,7 +97,7 @@ func New(opts Options) (Source, error) {
 		if !info.IsDir() {
 			return nil, fmt.Errorf("source %q: %s is not a directory", opts.Name, opts.URL)
 		}
-		return &Dir{name: opts.Name, root: opts.URL}, nil
+		return &Dir{name: opts.Name, root: opts.URL, auth: opts.Auth}, nil
 	}
 	return newGit(opts)
 }
