@@ -138,6 +138,13 @@ func (s *Server) Commit(repo, branch string, c Change) string {
 	return strings.TrimSpace(git(s.t, work, "rev-parse", "HEAD"))
 }
 
+// Git runs the git CLI in the server's bare repository, to read what was
+// pushed (git log, git show, ...), and returns its output.
+func (s *Server) Git(repo string, args ...string) string {
+	s.t.Helper()
+	return git(s.t, filepath.Join(s.root, repo+".git"), args...)
+}
+
 // DeleteBranch removes a branch on the server.
 func (s *Server) DeleteBranch(repo, branch string) {
 	s.t.Helper()
@@ -159,4 +166,11 @@ func git(t testing.TB, dir string, args ...string) string {
 		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// RunGit runs the git CLI in dir as the server's helpers do (no user or
+// system config), for tests that keep a local repository of their own.
+func RunGit(t testing.TB, dir string, args ...string) string {
+	t.Helper()
+	return git(t, dir, args...)
 }
