@@ -44,12 +44,12 @@ func New(opts Options) *Promoter {
 type Result struct {
 	source.WriteResult
 	// Env is the environment whose overlay was written.
-	Env string
+	Env string `json:"environment"`
 	// Branch is where the commit went.
-	Branch string
+	Branch string `json:"branch"`
 	// Images are the entries the commit changed; none when the overlay
 	// already had them.
-	Images []Image
+	Images []Image `json:"images,omitempty"`
 }
 
 // SetImage commits images into env's kustomization on env's branch.

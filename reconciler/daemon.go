@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/trueup-dev/trueup/config"
+	"github.com/trueup-dev/trueup/promote"
 	"github.com/trueup-dev/trueup/source"
 )
 
@@ -46,7 +47,18 @@ type DaemonOptions struct {
 	Logger *slog.Logger
 	// Concurrency bounds how many environments reconcile at once.
 	Concurrency int
+	// Promoter, when set, runs the automatic promotion of environments
+	// that have promotion.auto.
+	Promoter promoter
 }
+
+// promoter writes an environment's automatic promotion commit for a
+// revision, once; commit is empty when there was nothing to write.
+type promoter interface {
+	AutoPromote(ctx context.Context, env string, rev source.Revision) (to, commit string, err error)
+}
+
+var _ promoter = (*promote.Promoter)(nil)
 
 // Daemon keeps every environment of a config in sync: environments run in
 // parallel (bounded), each one serially, each on its own schedule.
@@ -161,6 +173,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 // envState is what one environment's loop remembers between runs.
 type envState struct {
 	applied   string    // revision applied and healthy
+	promoted  string    // revision whose automatic promotion is done
 	lastCheck time.Time // last diff against the cluster
 	failures  int
 }
@@ -272,6 +285,7 @@ func (d *Daemon) reconcile(ctx context.Context, env *config.Environment, st *env
 	if rev == st.applied && time.Since(st.lastCheck) < env.Interval {
 		// Nothing new in git, and the next drift check is not due: the
 		// source's interval polls git more often than the cluster is diffed.
+		d.autoPromote(ctx, env, st, desired.Revision)
 		return nil
 	}
 
@@ -361,7 +375,43 @@ func (d *Daemon) reconcile(ctx context.Context, env *config.Environment, st *env
 		d.event(name, corev1.EventTypeNormal, ReasonSynced, "applied %s: %d created, %d configured, %d replaced, %d pruned",
 			desired.Revision.Short(), out.Count(ResultCreated), out.Count(ResultConfigured), out.Count(ResultReplaced), out.Count(ResultPruned))
 	}
+	d.autoPromote(ctx, env, st, desired.Revision)
 	return nil
+}
+
+// autoPromote carries env's images onward once it is synced and healthy at
+// a revision it has not promoted yet. A failed promotion is reported and
+// tried again at the next run; it does not fail env, whose own sync
+// succeeded.
+func (d *Daemon) autoPromote(ctx context.Context, env *config.Environment, st *envState, rev source.Revision) {
+	if d.opts.Promoter == nil || env.Promotion == nil || !env.Promotion.Auto || st.promoted == st.applied {
+		return
+	}
+	d.mu.Lock()
+	synced := d.status[env.Name].Status == StatusSynced
+	d.mu.Unlock()
+	if !synced {
+		return
+	}
+	log := d.log.With("env", env.Name, "revision", rev.Short(), "to", env.Promotion.To)
+	_, commit, err := d.opts.Promoter.AutoPromote(ctx, env.Name, rev)
+	switch {
+	case err != nil:
+		d.opts.Metrics.ObservePromotion(env.Name, env.Promotion.To, "failure")
+		log.Error("promotion failed", "err", err)
+		d.event(env.Name, corev1.EventTypeWarning, ReasonPromotionFailed, "promotion of %s to %s failed: %v", rev.Short(), env.Promotion.To, err)
+		return
+	case commit == "":
+		d.opts.Metrics.ObservePromotion(env.Name, env.Promotion.To, "up_to_date")
+	default:
+		d.opts.Metrics.ObservePromotion(env.Name, env.Promotion.To, "promoted")
+		log.Info("promoted", "commit", source.ShortCommit(commit))
+		d.event(env.Name, corev1.EventTypeNormal, ReasonPromoted, "promoted %s to %s as commit %s", rev.Short(), env.Promotion.To, source.ShortCommit(commit))
+		if to, err := d.opts.Config.Environment(env.Promotion.To); err == nil {
+			d.Trigger(to.Source) // apply the promotion without waiting for a poll
+		}
+	}
+	st.promoted = st.applied
 }
 
 // errHeld ends a reconcile that waits for its dependencies; it is retried

@@ -12,6 +12,8 @@ const (
 	ReasonSynced          = "Synced"
 	ReasonReconcileFailed = "ReconcileFailed"
 	ReasonDriftDetected   = "DriftDetected"
+	ReasonPromoted        = "Promoted"
+	ReasonPromotionFailed = "PromotionFailed"
 )
 
 // Events records Kubernetes Events about environments, on their inventory

@@ -86,11 +86,11 @@ func (r WriteRequest) target() string {
 // WriteResult says what a write did.
 type WriteResult struct {
 	// Commit is the new commit's SHA; empty when the edit changed nothing.
-	Commit string
+	Commit string `json:"commit,omitempty"`
 	// Message is the new commit's message.
-	Message string
+	Message string `json:"message,omitempty"`
 	// Pushed is set when the commit reached the remote.
-	Pushed bool
+	Pushed bool `json:"pushed"`
 }
 
 // Writer is a source that can commit to its repository: what set-image and

@@ -82,6 +82,8 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newDiffCmd(g),
 		newApplyCmd(g),
 		newRunCmd(g),
+		newSetImageCmd(g),
+		newPromoteCmd(g),
 		newStatusCmd(),
 		newVersionCmd(),
 	)

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/trueup-dev/trueup/config"
+	"github.com/trueup-dev/trueup/promote"
 	"github.com/trueup-dev/trueup/reconciler"
 	"github.com/trueup-dev/trueup/source"
 )
@@ -84,6 +85,7 @@ invalid change is logged and the running config kept. Serves Prometheus metrics,
 				return reconciler.DaemonOptions{
 					Config: cfg, Sources: w.sources, Renderer: w.renderer, Cluster: cluster,
 					Metrics: metrics, Events: events, Logger: log, Concurrency: o.Concurrency,
+					Promoter: promote.New(promote.Options{Config: cfg, Sources: w.sources, Logger: log}),
 				}, nil
 			}, log)
 

@@ -12,7 +12,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"sigs.k8s.io/yaml"
 
 	"github.com/trueup-dev/trueup/reconciler"
 	"github.com/trueup-dev/trueup/source"
@@ -74,16 +73,8 @@ when.`,
 				rows, text = inv, func(w io.Writer) { printInventories(w, inv) }
 			}
 			w := cmd.OutOrStdout()
-			switch o.Output {
-			case "json":
-				return writeJSON(w, rows)
-			case "yaml":
-				data, err := yaml.Marshal(rows)
-				if err != nil {
-					return err
-				}
-				_, err = w.Write(data)
-				return err
+			if o.Output != "text" {
+				return writeData(w, o.Output, rows)
 			}
 			text(w)
 			return nil
