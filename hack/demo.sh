@@ -91,20 +91,27 @@ for _ in $(seq 1 120); do
   sleep 1
 done
 status
-(
-  cd "$src"
-  sed -i 's/newTag: 1.2.0$/newTag: 1.2.1/' overlays/staging/kustomization.yaml
-  git -c user.name=demo -c user.email=demo@example.com commit --quiet -am "staging: api 1.2.1"
-  git push --quiet "$repo" main
-  echo "pushed: $(git log --oneline -1)"
-)
-head=$(git -C "$src" rev-parse HEAD)
-for _ in $(seq 1 120); do
-  status staging -o json 2>/dev/null | grep -qE "\"revision\": ?\"$head\"" && break
-  sleep 1
-done
+step "a developer bumps staging's tag: trueup set-image (one commit, only the tag line changes)"
+trueup set-image staging shop-api=1.2.1 --push
+git -C "$repo" show --format='%h %s' main | sed -n '1p;/^[-+] /p'
+wait_for() { # ENV: until the daemon reports ENV synced at the head of main
+  local head; head=$(git -C "$repo" rev-parse main)
+  for _ in $(seq 1 120); do
+    status "$1" -o json 2>/dev/null | grep -qE "\"revision\": ?\"$head\"" &&
+      status "$1" -o json 2>/dev/null | grep -qE '"status": ?"synced"' && return
+    sleep 1
+  done
+}
+wait_for staging
 status
 "${kubectl[@]}" -n shop-staging get deployment api -o jsonpath='staging api image: {.spec.template.spec.containers[0].image}{"\n"}'
+
+step "ops promote staging to production: trueup promote (a commit with a Promoted-From trailer)"
+trueup promote staging production --push
+trueup promote staging production --push   # again: nothing to commit
+wait_for production
+status
+"${kubectl[@]}" -n shop-production get deployment api -o jsonpath='production api image: {.spec.template.spec.containers[0].image}{"\n"}'
 curl -s "http://127.0.0.1:$port/metrics" | grep -E '^trueup_sync_status\{.*status="synced"\}' || true
 kill "$daemon_pid"; wait "$daemon_pid" 2>/dev/null || true
 

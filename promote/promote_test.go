@@ -1,10 +1,16 @@
 package promote
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
 
 	"github.com/trueup-dev/trueup/config"
 	"github.com/trueup-dev/trueup/source"
@@ -171,5 +177,68 @@ func TestAutoPromoteOnce(t *testing.T) {
 	}
 	if _, commit, err := restarted.AutoPromote(ctx, "production", rev); err != nil || commit != "" {
 		t.Errorf("production has no promotion, yet: %s %v", commit, err)
+	}
+}
+
+// TestPromoteTrunkSigned: environments on one branch with different overlay
+// paths, and a repository that wants signed commits.
+func TestPromoteTrunkSigned(t *testing.T) {
+	ctx := context.Background()
+	entity, err := openpgp.NewEntity("Release Bot", "", "release@example.com", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "signing.asc")
+	var priv bytes.Buffer
+	aw, _ := armor.Encode(&priv, openpgp.PrivateKeyType, nil)
+	entity.SerializePrivate(aw, nil)
+	aw.Close()
+	if err := os.WriteFile(keyFile, priv.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	srv := sourcetest.NewServer(t, sourcetest.Options{})
+	url := srv.CreateRepo("deploy", map[string]string{
+		"overlays/staging/kustomization.yaml":    fmt.Sprintf(overlayFile, "staging", "2.0.0", "2.0.0"),
+		"overlays/production/kustomization.yaml": fmt.Sprintf(overlayFile, "production", "1.0.0", "1.0.0"),
+	})
+	cfg, err := config.Parse([]byte(`apiVersion: trueup.dev/v1alpha1
+kind: Config
+sources:
+  - {name: deploy, url: "`+url+`", commit: {signingKeyFile: "`+keyFile+`"}}
+environments:
+  - {name: staging, source: deploy, path: overlays/staging}
+  - {name: production, source: deploy, path: overlays/production}
+`), "trueup.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, _ := source.New(source.Options{Name: "deploy", URL: url})
+	p := New(Options{Config: cfg, Sources: map[string]source.Source{"deploy": src}})
+	main := head(srv, "main")
+	res, err := p.Promote(ctx, Request{From: "staging", To: "production", Push: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if head(srv, "main") != res.Commit || head(srv, "main~1") != main {
+		t.Fatalf("promotion is not one commit on main: %+v", res)
+	}
+	if got := srv.Git("deploy", "show", "main:overlays/production/kustomization.yaml"); got != fmt.Sprintf(overlayFile, "production", "2.0.0", "2.0.0") {
+		t.Errorf("production overlay:\n%s", got)
+	}
+	if raw := srv.Git("deploy", "cat-file", "commit", res.Commit); !strings.Contains(raw, "gpgsig -----BEGIN PGP SIGNATURE-----") ||
+		!strings.Contains(raw, "author trueup <trueup@users.noreply.trueup.dev>") {
+		t.Errorf("commit is not signed by the configured key, or has the wrong author:\n%s", raw)
+	}
+	if again, err := p.Promote(ctx, Request{From: "staging", To: "production", Push: true}); err != nil || again.Commit != "" {
+		t.Errorf("promoting again: %+v, %v", again, err)
+	}
+	// A key file that is not a key fails before anything is written.
+	cfg.Sources[0].Commit.SigningKeyFile = filepath.Join(t.TempDir(), "missing.asc")
+	if _, err := p.SetImage(ctx, "staging", []Image{{Name: "api", NewTag: "9"}}, true); err == nil || !strings.Contains(err.Error(), "signing key") {
+		t.Errorf("missing signing key: %v", err)
+	}
+	if head(srv, "main") != res.Commit {
+		t.Error("a failed set-image moved main")
 	}
 }
