@@ -198,6 +198,21 @@ environments:
 	if production() != promoted {
 		t.Errorf("an unhealthy staging rollout (%s) was promoted", bad[:7])
 	}
+
+	// By hand, --applied promotes what staging last ran healthy (1.1.0,
+	// which production has), not the head of its branch (1.2.0).
+	out, errOut, code = run(t, "promote", "promo-staging", "promo-production", "--applied", "--push",
+		"--config", config, "--kubeconfig", kubeconfig)
+	if code != 0 || !strings.Contains(out, "nothing to commit") {
+		t.Errorf("promote --applied: exit %d: %s %s", code, out, errOut)
+	}
+	out, errOut, code = run(t, "promote", "promo-staging", "promo-production", "--pr-branch", "review/1.2.0", "--push", "--config", config, "-o", "json")
+	if code != 0 || !strings.Contains(out, `"newTag": "1.2.0"`) || !strings.Contains(out, `"branch": "review/1.2.0"`) {
+		t.Errorf("promote of the branch head for review: exit %d: %s %s", code, out, errOut)
+	}
+	if production() != promoted {
+		t.Error("a promotion for review moved production")
+	}
 }
 
 func mergeFiles(ms ...map[string]string) map[string]string {
