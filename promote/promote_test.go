@@ -1,16 +1,11 @@
 package promote
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/ProtonMail/go-crypto/openpgp"
-	"github.com/ProtonMail/go-crypto/openpgp/armor"
 
 	"github.com/trueup-dev/trueup/config"
 	"github.com/trueup-dev/trueup/source"
@@ -184,18 +179,7 @@ func TestAutoPromoteOnce(t *testing.T) {
 // paths, and a repository that wants signed commits.
 func TestPromoteTrunkSigned(t *testing.T) {
 	ctx := context.Background()
-	entity, err := openpgp.NewEntity("Release Bot", "", "release@example.com", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(t.TempDir(), "signing.asc")
-	var priv bytes.Buffer
-	aw, _ := armor.Encode(&priv, openpgp.PrivateKeyType, nil)
-	entity.SerializePrivate(aw, nil)
-	aw.Close()
-	if err := os.WriteFile(keyFile, priv.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keyFile, _ := sourcetest.SigningKey(t, "Release Bot", "release@example.com")
 
 	srv := sourcetest.NewServer(t, sourcetest.Options{})
 	url := srv.CreateRepo("deploy", map[string]string{

@@ -22,28 +22,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/trueup-dev/trueup/config"
+	"github.com/trueup-dev/trueup/reconciler/clustertest"
 	"github.com/trueup-dev/trueup/source"
 	"github.com/trueup-dev/trueup/source/sourcetest"
 )
 
-// eventually polls check until it returns nil or the deadline passes.
-func eventually(t *testing.T, what string, check func() error) {
-	t.Helper()
-	deadline := time.After(90 * time.Second)
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		select {
-		case <-deadline:
-			t.Fatalf("%s: %v", what, err)
-		case <-tick.C:
-		}
-	}
-}
+// eventually is clustertest.Eventually, short for the many waits here.
+var eventually = clustertest.Eventually
 
 func envFiles(env, value string) map[string]string {
 	return map[string]string{

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ProtonMail/go-crypto/openpgp"
-	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/storage/memory"
@@ -126,20 +124,7 @@ func TestWriteReviewBranch(t *testing.T) {
 // TestWriteSigned: with a signing key, the commit carries a signature that
 // verifies against the public key.
 func TestWriteSigned(t *testing.T) {
-	entity, err := openpgp.NewEntity("trueup", "", "trueup@example.com", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(t.TempDir(), "signing.asc")
-	var priv bytes.Buffer
-	aw, _ := armor.Encode(&priv, openpgp.PrivateKeyType, nil)
-	if err := entity.SerializePrivate(aw, nil); err != nil {
-		t.Fatal(err)
-	}
-	aw.Close()
-	if err := os.WriteFile(keyFile, priv.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keyFile, public := sourcetest.SigningKey(t, "trueup", "trueup@example.com")
 	key, err := LoadSigningKey(keyFile)
 	if err != nil {
 		t.Fatal(err)
@@ -163,19 +148,11 @@ func TestWriteSigned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var pub bytes.Buffer
-	aw, _ = armor.Encode(&pub, openpgp.PublicKeyType, nil)
-	entity.Serialize(aw)
-	aw.Close()
-	if _, err := commit.Verify(pub.String()); err != nil {
+	if _, err := commit.Verify(public); err != nil {
 		t.Fatalf("signature does not verify: %v\n%s", err, raw)
 	}
-	other, _ := openpgp.NewEntity("someone", "", "someone@example.com", nil)
-	var otherPub bytes.Buffer
-	aw, _ = armor.Encode(&otherPub, openpgp.PublicKeyType, nil)
-	other.Serialize(aw)
-	aw.Close()
-	if _, err := commit.Verify(otherPub.String()); err == nil {
+	_, otherPublic := sourcetest.SigningKey(t, "someone", "someone@example.com")
+	if _, err := commit.Verify(otherPublic); err == nil {
 		t.Fatal("the signature verifies against another key")
 	}
 }

@@ -4,12 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -41,25 +39,6 @@ spec:
     spec:
       containers: [{name: api, image: "ghcr.io/acme/api:1.0.0"}]
 `,
-	}
-}
-
-// poll calls check until it returns nil, or fails the test at the deadline.
-func poll(t *testing.T, what string, check func() error) {
-	t.Helper()
-	deadline := time.After(2 * time.Minute)
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		select {
-		case <-deadline:
-			t.Fatalf("%s: %v", what, err)
-		case <-tick.C:
-		}
 	}
 }
 
@@ -125,12 +104,7 @@ environments:
 	production := func() string { return strings.TrimSpace(srv.Git("deploy", "rev-parse", "production")) }
 	productionStart := production()
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	exited := make(chan struct{})
 	go func() {
@@ -149,10 +123,10 @@ environments:
 		return string(body)
 	}
 
-	poll(t, "staging at 1.0.0", wantImage("promo-staging", "ghcr.io/acme/api:1.0.0"))
-	poll(t, "production at 1.0.0", wantImage("promo-production", "ghcr.io/acme/api:1.0.0"))
+	clustertest.Eventually(t, "staging at 1.0.0", wantImage("promo-staging", "ghcr.io/acme/api:1.0.0"))
+	clustertest.Eventually(t, "production at 1.0.0", wantImage("promo-production", "ghcr.io/acme/api:1.0.0"))
 	// Equal images are no reason for a commit.
-	poll(t, "an up-to-date promotion counted", func() error {
+	clustertest.Eventually(t, "an up-to-date promotion counted", func() error {
 		if !strings.Contains(metrics(), `trueup_promotions_total{from="promo-staging",result="up_to_date",to="promo-production"} 1`) {
 			return fmt.Errorf("not yet")
 		}
@@ -171,8 +145,8 @@ environments:
 	if stat := srv.Git("deploy", "diff", "--numstat", "staging~1", "staging"); stat != "1\t1\toverlays/promo-staging/kustomization.yaml\n" {
 		t.Errorf("set-image commit changes more than one line: %q", stat)
 	}
-	poll(t, "the daemon applies staging's new tag", wantImage("promo-staging", "ghcr.io/acme/api:1.1.0"))
-	poll(t, "production runs the promoted tag", wantImage("promo-production", "ghcr.io/acme/api:1.1.0"))
+	clustertest.Eventually(t, "the daemon applies staging's new tag", wantImage("promo-staging", "ghcr.io/acme/api:1.1.0"))
+	clustertest.Eventually(t, "production runs the promoted tag", wantImage("promo-production", "ghcr.io/acme/api:1.1.0"))
 	commits := strings.Fields(srv.Git("deploy", "rev-list", productionStart+"..production"))
 	if len(commits) != 1 {
 		t.Fatalf("production got %d commits, want exactly one promotion", len(commits))
@@ -188,7 +162,7 @@ environments:
 	promoted := production()
 	bad := srv.Commit("deploy", "staging", sourcetest.Change{Message: "unschedulable 1.2.0", Files: releaseOverlay("promo-staging", "1.2.0",
 		"patches:\n  - target: {kind: Deployment, name: api}\n    patch: '[{\"op\": \"add\", \"path\": \"/spec/template/spec/nodeSelector\", \"value\": {\"pool\": \"none\"}}]'\n")})
-	poll(t, "staging fails at the unhealthy revision", func() error {
+	clustertest.Eventually(t, "staging fails at the unhealthy revision", func() error {
 		out, _, _ := run(t, "status", "promo-staging", "--server", "http://"+addr)
 		if !strings.Contains(out, "failed") || !strings.Contains(out, "promo-staging") {
 			return fmt.Errorf("status: %s", out)

@@ -9,17 +9,24 @@ import (
 	"time"
 )
 
+// freeAddr returns a loopback address with a port free at the time of
+// asking, for a daemon's --http-addr.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
 // TestRunAndStatus runs the daemon command in-process against the loopback
 // git server and the local control plane, asks it for status over HTTP, and
 // reads the same environment's inventory from the cluster.
 func TestRunAndStatus(t *testing.T) {
 	e := newGitEnv(t, "run-env")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeAddr(t)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -122,3 +122,24 @@ func start() {
 		}
 	}
 }
+
+// Eventually polls check until it returns nil, and fails the test with the
+// last error when two minutes pass: tests wait for conditions, never for a
+// fixed time.
+func Eventually(t testing.TB, what string, check func() error) {
+	t.Helper()
+	deadline := time.After(2 * time.Minute)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("%s: %v", what, err)
+		case <-tick.C:
+		}
+	}
+}
