@@ -38,16 +38,6 @@ func envFiles(env, value string) map[string]string {
 	}
 }
 
-func merge(ms ...map[string]string) map[string]string {
-	out := map[string]string{}
-	for _, m := range ms {
-		for k, v := range m {
-			out[k] = v
-		}
-	}
-	return out
-}
-
 // TestDaemon runs the daemon against the loopback git server and the local
 // control plane: commits are applied without a restart, a broken environment
 // fails alone and recovers, and drift is healed or reported per selfHeal.
@@ -55,7 +45,7 @@ func TestDaemon(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	srv := sourcetest.NewServer(t, sourcetest.Options{})
-	url := srv.CreateRepo("deploy", merge(envFiles("d-heal", "one"), envFiles("d-broken", "one"), envFiles("d-watch", "one")))
+	url := srv.CreateRepo("deploy", sourcetest.Merge(envFiles("d-heal", "one"), envFiles("d-broken", "one"), envFiles("d-watch", "one")))
 	cfg, err := config.Parse([]byte(`apiVersion: trueup.dev/v1alpha1
 kind: Config
 sources:
@@ -143,7 +133,7 @@ environments:
 
 	// A commit is applied without a restart; a broken environment fails on
 	// its own and keeps its last good state.
-	sha := srv.Commit("deploy", "main", sourcetest.Change{Files: merge(envFiles("d-heal", "two"), map[string]string{
+	sha := srv.Commit("deploy", "main", sourcetest.Change{Files: sourcetest.Merge(envFiles("d-heal", "two"), map[string]string{
 		"envs/d-broken/kustomization.yaml": "resources: [ns.yaml, cm.yaml\n",
 		"envs/d-broken/cm.yaml":            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  value: never\n",
 	})})
@@ -345,7 +335,7 @@ func TestDaemonDependsOn(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	srv := sourcetest.NewServer(t, sourcetest.Options{})
-	url := srv.CreateRepo("deploy", merge(envFiles("dep-staging", "one"), envFiles("dep-prod", "one")))
+	url := srv.CreateRepo("deploy", sourcetest.Merge(envFiles("dep-staging", "one"), envFiles("dep-prod", "one")))
 	cfg, err := config.Parse([]byte(`apiVersion: trueup.dev/v1alpha1
 kind: Config
 sources:
@@ -393,7 +383,7 @@ environments:
 	})
 
 	// One commit changes both, but breaks staging.
-	srv.Commit("deploy", "main", sourcetest.Change{Files: merge(envFiles("dep-prod", "two"), map[string]string{
+	srv.Commit("deploy", "main", sourcetest.Change{Files: sourcetest.Merge(envFiles("dep-prod", "two"), map[string]string{
 		"envs/dep-staging/kustomization.yaml": "resources: [ns.yaml, cm.yaml\n",
 	})})
 	eventually(t, "production holds for staging", func() error {
@@ -409,7 +399,7 @@ environments:
 		t.Fatalf("production applied %q while staging was failing", v)
 	}
 
-	srv.Commit("deploy", "main", sourcetest.Change{Files: merge(envFiles("dep-prod", "two"), envFiles("dep-staging", "two"))})
+	srv.Commit("deploy", "main", sourcetest.Change{Files: sourcetest.Merge(envFiles("dep-prod", "two"), envFiles("dep-staging", "two"))})
 	eventually(t, "both at the fixed commit", func() error {
 		if a, b := value("dep-staging"), value("dep-prod"); a != "two" || b != "two" {
 			return fmt.Errorf("values %q %q", a, b)

@@ -26,7 +26,7 @@ func TestSupervisorReloadsConfig(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	srv := sourcetest.NewServer(t, sourcetest.Options{})
-	url := srv.CreateRepo("deploy", merge(envFiles("r-one", "one"), envFiles("r-two", "one")))
+	url := srv.CreateRepo("deploy", sourcetest.Merge(envFiles("r-one", "one"), envFiles("r-two", "one")))
 	dir := t.TempDir()
 	path := filepath.Join(dir, "trueup.yaml")
 	head := "apiVersion: trueup.dev/v1alpha1\nkind: Config\nsources:\n  - {name: deploy, url: \"" + url + "\", interval: 1s}\nenvironments:\n"

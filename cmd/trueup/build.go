@@ -37,11 +37,7 @@ the objects. Secret values print as *** unless --show-secrets is given.`,
 			if o.Output != "yaml" && o.Output != "json" {
 				return fmt.Errorf("--output: %q is not yaml or json", o.Output)
 			}
-			log, err := g.logger(cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			w, err := g.wire(log)
+			w, err := g.wire(cmd)
 			if err != nil {
 				return err
 			}

@@ -34,16 +34,12 @@ func (o *commitOptions) promoter(cmd *cobra.Command, g *globalOptions) (*promote
 	if o.Output != "text" && o.Output != "json" && o.Output != "yaml" {
 		return nil, nil, fmt.Errorf("--output: %q is not text, json or yaml", o.Output)
 	}
-	log, err := g.logger(cmd.ErrOrStderr())
-	if err != nil {
-		return nil, nil, err
-	}
-	w, err := g.wire(log)
+	w, err := g.wire(cmd)
 	if err != nil {
 		return nil, nil, err
 	}
 	return promote.New(promote.Options{
-		Config: w.cfg, Sources: w.sources, Logger: log,
+		Config: w.cfg, Sources: w.sources, Logger: w.log,
 		AuthorName: o.AuthorName, AuthorEmail: o.AuthorEmail, SigningKeyFile: o.SigningKeyFile,
 	}), w, nil
 }

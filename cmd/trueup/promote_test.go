@@ -49,7 +49,7 @@ spec:
 // healthy promotes nothing.
 func TestPromotionThroughTheDaemon(t *testing.T) {
 	srv := sourcetest.NewServer(t, sourcetest.Options{Username: "ops", Password: "t0ken"})
-	url := srv.CreateRepo("deploy", mergeFiles(releaseOverlay("promo-staging", "1.0.0", ""), releaseOverlay("promo-production", "1.0.0", "")))
+	url := srv.CreateRepo("deploy", sourcetest.Merge(releaseOverlay("promo-staging", "1.0.0", ""), releaseOverlay("promo-production", "1.0.0", "")))
 	srv.Commit("deploy", "staging", sourcetest.Change{Message: "staging branch"})
 	srv.Commit("deploy", "production", sourcetest.Change{Message: "production branch"})
 	dir := t.TempDir()
@@ -187,16 +187,6 @@ environments:
 	if production() != promoted {
 		t.Error("a promotion for review moved production")
 	}
-}
-
-func mergeFiles(ms ...map[string]string) map[string]string {
-	out := map[string]string{}
-	for _, m := range ms {
-		for k, v := range m {
-			out[k] = v
-		}
-	}
-	return out
 }
 
 func grepLines(s, substr string) string {

@@ -14,22 +14,25 @@ import (
 
 // wiring is what every command that renders environments is built from.
 type wiring struct {
+	log      *slog.Logger
 	cfg      *config.Config
 	sources  map[string]source.Source
 	renderer *reconciler.Renderer
 }
 
-// wire loads the config and builds its sources (clones in memory) and
-// decrypter. With --repo, every source reads that local directory instead.
-func (g *globalOptions) wire(log *slog.Logger) (*wiring, error) { return g.wireCached(log, "") }
-
-// wireCached is wire with git clones kept in cacheDir, for the daemon.
-func (g *globalOptions) wireCached(log *slog.Logger, cacheDir string) (*wiring, error) {
+// wire builds a command's logger, loads the config and builds its sources
+// (clones in memory) and decrypter. With --repo, every source reads that
+// local directory instead.
+func (g *globalOptions) wire(cmd *cobra.Command) (*wiring, error) {
+	log, err := g.logger(cmd.ErrOrStderr())
+	if err != nil {
+		return nil, err
+	}
 	cfg, err := config.Load(g.ConfigPath)
 	if err != nil {
 		return nil, err
 	}
-	return g.wireConfig(cfg, log, cacheDir)
+	return g.wireConfig(cfg, log, "")
 }
 
 // wireConfig builds the sources and decrypter of a loaded config.
@@ -59,7 +62,7 @@ func (g *globalOptions) wireConfig(cfg *config.Config, log *slog.Logger, cacheDi
 	if err != nil {
 		return nil, err
 	}
-	return &wiring{cfg: cfg, sources: sources, renderer: reconciler.NewRenderer(cfg, sources, dec, log)}, nil
+	return &wiring{log: log, cfg: cfg, sources: sources, renderer: reconciler.NewRenderer(cfg, sources, dec, log)}, nil
 }
 
 // planRun is what a diff leaves for an apply to use.
@@ -71,11 +74,7 @@ type planRun struct {
 // plan renders an environment and diffs it against the cluster. Any failure
 // here comes before a single write, so nothing is applied or pruned.
 func (g *globalOptions) plan(cmd *cobra.Command, envName string, co *clusterOptions, force bool) (*reconciler.Plan, *planRun, error) {
-	log, err := g.logger(cmd.ErrOrStderr())
-	if err != nil {
-		return nil, nil, err
-	}
-	w, err := g.wire(log)
+	w, err := g.wire(cmd)
 	if err != nil {
 		return nil, nil, err
 	}

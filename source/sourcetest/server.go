@@ -174,3 +174,15 @@ func RunGit(t testing.TB, dir string, args ...string) string {
 	t.Helper()
 	return git(t, dir, args...)
 }
+
+// Merge joins file maps (path -> content) into one, later maps winning, to
+// build a repository from several environments' files.
+func Merge(ms ...map[string]string) map[string]string {
+	out := map[string]string{}
+	for _, m := range ms {
+		for k, v := range m {
+			out[k] = v
+		}
+	}
+	return out
+}
