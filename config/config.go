@@ -134,7 +134,9 @@ type Environment struct {
 	// Namespace is set on namespaced objects that set none. Default: none,
 	// so such objects go to the cluster's default namespace.
 	Namespace string
-	// Interval is how often drift is checked between commits. Default 5m.
+	// Interval is how often the whole environment is diffed for drift
+	// between commits; the daemon also watches applied objects and checks
+	// an edited or deleted one at once. Default 5m.
 	Interval time.Duration
 	// Prune deletes objects that were removed from git. Default true.
 	Prune bool

@@ -70,8 +70,14 @@ type Daemon struct {
 	// triggers wake an environment's loop early (a webhook saw a push).
 	triggers map[string]chan struct{}
 
+	// watch wakes environments whose applied objects someone changed; nil
+	// when watching is not possible, and drift is then found by the
+	// interval's diff alone.
+	watch *driftWatch
+
 	mu      sync.Mutex
 	status  map[string]*EnvStatus
+	suspect map[string]bool // an applied object changed since the last diff
 	ready   bool
 	standby bool // waiting to lead: ready to take over, so ready
 }
@@ -82,7 +88,7 @@ func NewDaemon(opts DaemonOptions) *Daemon {
 		opts.Concurrency = 1
 	}
 	d := &Daemon{opts: opts, log: opts.Logger, sem: make(chan struct{}, opts.Concurrency),
-		status: map[string]*EnvStatus{}, triggers: map[string]chan struct{}{}}
+		status: map[string]*EnvStatus{}, suspect: map[string]bool{}, triggers: map[string]chan struct{}{}}
 	for _, env := range opts.Config.Environments {
 		d.status[env.Name] = &EnvStatus{Name: env.Name, Status: StatusProgressing}
 		d.triggers[env.Name] = make(chan struct{}, 1)
@@ -142,6 +148,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.mu.Lock()
 	d.standby = false
 	d.mu.Unlock()
+	if d.opts.Cluster != nil {
+		w, err := d.opts.Cluster.WatchDrift(ctx, d.log, d.suspectDrift)
+		if err != nil {
+			d.log.Error("cannot watch applied objects; drift is found by each environment's interval diff", "err", err)
+		}
+		d.watch = w
+	}
 	var wg sync.WaitGroup
 	for name, src := range d.opts.Sources {
 		if w, ok := src.(localWatcher); ok {
@@ -170,9 +183,31 @@ func (d *Daemon) Run(ctx context.Context) error {
 	return nil
 }
 
+// suspectDrift marks env for a diff at once: one of its applied objects was
+// changed or deleted.
+func (d *Daemon) suspectDrift(env string) {
+	d.mu.Lock()
+	d.suspect[env] = true
+	d.mu.Unlock()
+	select {
+	case d.triggers[env] <- struct{}{}:
+	default:
+	}
+}
+
+// takeSuspect reports and clears env's mark.
+func (d *Daemon) takeSuspect(env string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := d.suspect[env]
+	delete(d.suspect, env)
+	return s
+}
+
 // envState is what one environment's loop remembers between runs.
 type envState struct {
 	applied   string    // revision applied and healthy
+	watched   string    // revision whose objects the drift watch tracks
 	promoted  string    // revision whose automatic promotion is done
 	lastCheck time.Time // last diff against the cluster
 	failures  int
@@ -282,9 +317,11 @@ func (d *Daemon) reconcile(ctx context.Context, env *config.Environment, st *env
 	rev := desired.Revision.ID()
 	log = log.With("revision", desired.Revision.Short())
 	m.managedObjects.WithLabelValues(name).Set(float64(len(desired.Objects)))
-	if rev == st.applied && time.Since(st.lastCheck) < env.Interval {
-		// Nothing new in git, and the next drift check is not due: the
-		// source's interval polls git more often than the cluster is diffed.
+	suspect := d.takeSuspect(name)
+	if rev == st.applied && !suspect && time.Since(st.lastCheck) < env.Interval {
+		// Nothing new in git, no applied object changed, and the next
+		// drift check is not due: the source's interval polls git more
+		// often than the cluster is diffed.
 		d.autoPromote(ctx, env, st, desired.Revision)
 		return nil
 	}
@@ -355,6 +392,13 @@ func (d *Daemon) reconcile(ctx context.Context, env *config.Environment, st *env
 	}
 
 	st.applied = rev
+	if d.watch != nil && st.watched != rev {
+		if err := d.watch.Track(name, desired.Objects); err != nil {
+			log.Warn("cannot watch the applied objects; drift is found by the interval's diff", "err", err)
+		} else {
+			st.watched = rev
+		}
+	}
 	now := time.Now()
 	m.setStatus(name, StatusSynced)
 	m.lastSync.WithLabelValues(name).Set(float64(now.Unix()))

@@ -557,3 +557,73 @@ environments:
 		return nil
 	})
 }
+
+// TestDaemonWatchesDrift: with git polled and the cluster diffed only once
+// an hour, a hand edit and a deletion of applied objects are still found
+// and healed within moments: the daemon watches what it applied.
+func TestDaemonWatchesDrift(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv := sourcetest.NewServer(t, sourcetest.Options{})
+	url := srv.CreateRepo("deploy", envFiles("d-watched", "one"))
+	cfg, err := config.Parse([]byte(`apiVersion: trueup.dev/v1alpha1
+kind: Config
+sources:
+  - {name: deploy, url: "`+url+`", interval: 1h}
+environments:
+  - {name: d-watched, source: deploy, path: envs/d-watched, namespace: d-watched, interval: 1h, selfHeal: true}
+`), "trueup.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := source.New(source.Options{Name: "deploy", URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sources := map[string]source.Source{"deploy": src}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	reg := prometheus.NewRegistry()
+	d := NewDaemon(DaemonOptions{Config: cfg, Sources: sources, Renderer: NewRenderer(cfg, sources, nil, log),
+		Cluster: connect(t, nil), Metrics: NewMetrics(reg), Logger: log})
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+
+	cs := clientset(t)
+	value := func() (string, error) {
+		cm, err := cs.CoreV1().ConfigMaps("d-watched").Get(ctx, "settings", metav1.GetOptions{})
+		if err != nil {
+			return "", err
+		}
+		return cm.Data["value"], nil
+	}
+	wantValue := func() error {
+		v, err := value()
+		if err == nil && v != "one" {
+			err = fmt.Errorf("value %q", v)
+		}
+		return err
+	}
+	eventually(t, "first sync", wantValue)
+
+	cm, err := cs.CoreV1().ConfigMaps("d-watched").Get(ctx, "settings", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Data["value"] = "edited-by-hand"
+	if _, err := cs.CoreV1().ConfigMaps("d-watched").Update(ctx, cm, metav1.UpdateOptions{FieldManager: "kubectl-edit"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the edit is healed long before the hourly diff", wantValue)
+
+	if err := cs.CoreV1().ConfigMaps("d-watched").Delete(ctx, "settings", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the deleted ConfigMap is recreated", wantValue)
+	if s := d.Status(); s[0].Status != StatusSynced {
+		t.Errorf("status %+v", s[0])
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
