@@ -559,19 +559,37 @@ environments:
 }
 
 // TestDaemonWatchesDrift: with git polled and the cluster diffed only once
-// an hour, a hand edit and a deletion of applied objects are still found
-// and healed within moments: the daemon watches what it applied.
+// an hour, `kubectl edit`, `kubectl scale` and deletions of applied objects
+// are still found within moments — the daemon watches what it applied —
+// and healed with selfHeal, reported without.
 func TestDaemonWatchesDrift(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	deployment := func(env string) map[string]string {
+		files := envFiles(env, "one")
+		files["envs/"+env+"/kustomization.yaml"] = "resources: [ns.yaml, cm.yaml, web.yaml]\n"
+		files["envs/"+env+"/web.yaml"] = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: "ghcr.io/acme/web:1.0.0"}]
+`
+		return files
+	}
 	srv := sourcetest.NewServer(t, sourcetest.Options{})
-	url := srv.CreateRepo("deploy", envFiles("d-watched", "one"))
+	url := srv.CreateRepo("deploy", sourcetest.Merge(deployment("d-watched"), deployment("d-reported")))
 	cfg, err := config.Parse([]byte(`apiVersion: trueup.dev/v1alpha1
 kind: Config
 sources:
   - {name: deploy, url: "`+url+`", interval: 1h}
 environments:
   - {name: d-watched, source: deploy, path: envs/d-watched, namespace: d-watched, interval: 1h, selfHeal: true}
+  - {name: d-reported, source: deploy, path: envs/d-reported, namespace: d-reported, interval: 1h}
 `), "trueup.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -584,26 +602,43 @@ environments:
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := prometheus.NewRegistry()
 	d := NewDaemon(DaemonOptions{Config: cfg, Sources: sources, Renderer: NewRenderer(cfg, sources, nil, log),
-		Cluster: connect(t, nil), Metrics: NewMetrics(reg), Logger: log})
+		Cluster: connect(t, nil), Metrics: NewMetrics(reg), Logger: log, Concurrency: 2})
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
+	metrics := func() string {
+		var b strings.Builder
+		mfs, _ := reg.Gather()
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				var labels []string
+				for _, l := range m.GetLabel() {
+					labels = append(labels, l.GetName()+"="+l.GetValue())
+				}
+				fmt.Fprintf(&b, "%s{%s} %v\n", mf.GetName(), strings.Join(labels, ","), m.GetGauge().GetValue())
+			}
+		}
+		return b.String()
+	}
 
 	cs := clientset(t)
-	value := func() (string, error) {
+	value := func() error {
 		cm, err := cs.CoreV1().ConfigMaps("d-watched").Get(ctx, "settings", metav1.GetOptions{})
-		if err != nil {
-			return "", err
-		}
-		return cm.Data["value"], nil
-	}
-	wantValue := func() error {
-		v, err := value()
-		if err == nil && v != "one" {
-			err = fmt.Errorf("value %q", v)
+		if err == nil && cm.Data["value"] != "one" {
+			err = fmt.Errorf("value %q", cm.Data["value"])
 		}
 		return err
 	}
-	eventually(t, "first sync", wantValue)
+	replicas := func(ns string, want int32) func() error {
+		return func() error {
+			dep, err := cs.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
+			if err == nil && *dep.Spec.Replicas != want {
+				err = fmt.Errorf("%s has %d replicas, want %d", ns, *dep.Spec.Replicas, want)
+			}
+			return err
+		}
+	}
+	eventually(t, "first sync", value)
+	eventually(t, "first sync of d-reported", replicas("d-reported", 1))
 
 	cm, err := cs.CoreV1().ConfigMaps("d-watched").Get(ctx, "settings", metav1.GetOptions{})
 	if err != nil {
@@ -613,17 +648,51 @@ environments:
 	if _, err := cs.CoreV1().ConfigMaps("d-watched").Update(ctx, cm, metav1.UpdateOptions{FieldManager: "kubectl-edit"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the edit is healed long before the hourly diff", wantValue)
+	eventually(t, "the edit is healed long before the hourly diff", value)
 
 	if err := cs.CoreV1().ConfigMaps("d-watched").Delete(ctx, "settings", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the deleted ConfigMap is recreated", wantValue)
-	if s := d.Status(); s[0].Status != StatusSynced {
-		t.Errorf("status %+v", s[0])
+	eventually(t, "the deleted ConfigMap is recreated", value)
+
+	// kubectl scale, on both: reverted with selfHeal, reported without.
+	for _, ns := range []string{"d-watched", "d-reported"} {
+		scale, err := cs.AppsV1().Deployments(ns).GetScale(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		scale.Spec.Replicas = 3
+		if _, err := cs.AppsV1().Deployments(ns).UpdateScale(ctx, "web", scale, metav1.UpdateOptions{FieldManager: "kubectl-scale"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "the scaled Deployment is scaled back", replicas("d-watched", 1))
+	eventually(t, "d-reported's drift is reported", func() error {
+		if m := metrics(); !strings.Contains(m, "trueup_drift_objects{environment=d-reported,group=apps,kind=Deployment} 1") {
+			return fmt.Errorf("no drift in the metrics:\n%s", grepDrift(m))
+		}
+		for _, s := range d.Status() {
+			if s.Name == "d-reported" && (s.Status != StatusOutOfSync || s.DriftCount != 1) {
+				return fmt.Errorf("status %+v", s)
+			}
+		}
+		return nil
+	})
+	if err := replicas("d-reported", 3)(); err != nil {
+		t.Errorf("without selfHeal the drift was reverted: %v", err)
 	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+}
+
+func grepDrift(m string) string {
+	var out []string
+	for _, l := range strings.Split(m, "\n") {
+		if strings.HasPrefix(l, "trueup_drift") || strings.HasPrefix(l, "trueup_sync_status") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

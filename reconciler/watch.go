@@ -74,7 +74,6 @@ func (w *driftWatch) Track(env string, objs []*unstructured.Unstructured) error 
 		start = append(start, m.Resource)
 	}
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	w.untrack(env)
 	w.tracking[env] = keys
 	for _, k := range keys {
@@ -83,12 +82,14 @@ func (w *driftWatch) Track(env string, objs []*unstructured.Unstructured) error 
 		}
 		w.owners[k][env] = true
 	}
+	var synced []cache.InformerSynced
 	for _, gvr := range start {
+		inf := w.factory.ForResource(gvr).Informer()
+		synced = append(synced, inf.HasSynced)
 		if w.watched[gvr] {
 			continue
 		}
 		w.watched[gvr] = true
-		inf := w.factory.ForResource(gvr).Informer()
 		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			UpdateFunc: func(old, new any) {
 				if changed(old, new) {
@@ -97,10 +98,18 @@ func (w *driftWatch) Track(env string, objs []*unstructured.Unstructured) error 
 			},
 			DeleteFunc: func(obj any) { w.notify(gvr.GroupResource(), obj) },
 		}); err != nil {
+			w.mu.Unlock()
 			return err
 		}
 		go inf.Run(w.ctx.Done())
 	}
+	w.mu.Unlock()
+	// A change made between the apply and an informer's first list raises
+	// no event: once the watches are up, diff once more.
+	if !cache.WaitForCacheSync(w.ctx.Done(), synced...) {
+		return w.ctx.Err()
+	}
+	w.onChange(env)
 	return nil
 }
 
