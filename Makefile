@@ -26,8 +26,9 @@ build: ## build bin/trueup
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/trueup ./cmd/trueup
 
 .PHONY: testbin
-testbin: ## build the local control plane (etcd, kube-apiserver, ...) into bin/k8s, once
+testbin: ## build the local control plane (etcd, kube-apiserver, ...) into bin/k8s, once; install prometheus where apt can
 	tools/build-testbin.sh $(K8S_BIN)
+	tools/install-prometheus.sh
 
 .PHONY: test
 test: testbin ## run every test against a real local control plane and git server
@@ -47,6 +48,10 @@ lint: ## gofmt and go vet, product and tools
 	@test -z "$$(gofmt -l . | tee /dev/stderr)" || { echo 'run gofmt -w on the files above'; exit 1; }
 	go vet ./...
 	cd tools && go vet ./...
+
+.PHONY: docs
+docs: ## regenerate docs/metrics.md, docs/config.md and the self-hosted example's manifest
+	cd tools && go test ./ship -run 'Fresh' -count=1 -update
 
 .PHONY: demo
 demo: build testbin ## start a local control plane and run trueup on the examples repo
