@@ -173,6 +173,9 @@ func TestChartDryRun(t *testing.T) {
 			"Service/trueup-system/gitops", "Service/trueup-system/gitops-webhook",
 			"ServiceAccount/trueup-system/gitops-sa", "ServiceMonitor/trueup-system/gitops",
 		}},
+		{"bring-your-own", []string{"testdata/bring-your-own.yaml"}, []string{
+			"Deployment/trueup-system/trueup", "Service/trueup-system/trueup",
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			objs := render(t, tc.values...)
