@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"os"
 	"strings"
@@ -35,10 +36,15 @@ type writes struct {
 	n atomic.Int64
 	// only, when set, limits counting to the requests it accepts.
 	only func(*http.Request) bool
+	// cut, when set, fails every request, as if the process were gone.
+	cut atomic.Bool
 }
 
 func (w *writes) RoundTrip(rt http.RoundTripper) http.RoundTripper {
 	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if w.cut.Load() {
+			return nil, errors.New("connection cut by the test")
+		}
 		switch {
 		case r.Method == http.MethodGet, r.Method == http.MethodHead, r.Method == http.MethodOptions:
 		case r.URL.Query().Get("dryRun") == "All":

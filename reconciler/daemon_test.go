@@ -470,8 +470,10 @@ environments:
 	})
 }
 
-// TestDaemonLeaderElection: of two replicas only the leader reconciles; when
-// it stops, the other takes over and applies the next commit.
+// TestDaemonLeaderElection: of two replicas with leader election only the
+// Lease holder writes to the cluster; when it dies without releasing the
+// Lease (its connection is cut), the other takes over once the Lease runs
+// out and applies new commits.
 func TestDaemonLeaderElection(t *testing.T) {
 	srv := sourcetest.NewServer(t, sourcetest.Options{})
 	url := srv.CreateRepo("deploy", envFiles("d-ha", "one"))
@@ -487,6 +489,7 @@ environments:
 	}
 	type replica struct {
 		d      *Daemon
+		writes *writes
 		cancel context.CancelFunc
 		done   chan error
 	}
@@ -497,8 +500,13 @@ environments:
 		}
 		sources := map[string]source.Source{"deploy": src}
 		log := slog.New(slog.DiscardHandler)
-		c := connect(t, nil)
-		r := &replica{done: make(chan error, 1)}
+		// Writes other than the election itself (the Lease, and the
+		// namespace it lives in, which every replica makes sure of).
+		w := &writes{only: func(r *http.Request) bool {
+			return !strings.Contains(r.URL.Path, "/leases") && !(r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/namespaces"))
+		}}
+		c := connect(t, w)
+		r := &replica{writes: w, done: make(chan error, 1)}
 		r.d = NewDaemon(DaemonOptions{
 			Config: cfg, Sources: sources, Renderer: NewRenderer(cfg, sources, nil, log),
 			Cluster: c, Metrics: NewMetrics(prometheus.NewRegistry()), Logger: log,
@@ -513,6 +521,16 @@ environments:
 		}()
 		t.Cleanup(r.cancel)
 		return r
+	}
+	cs := clientset(t)
+	value := func(want string) func() error {
+		return func() error {
+			cm, err := cs.CoreV1().ConfigMaps("d-ha").Get(context.Background(), "settings", metav1.GetOptions{})
+			if err == nil && cm.Data["value"] != want {
+				err = fmt.Errorf("value %q, want %q", cm.Data["value"], want)
+			}
+			return err
+		}
 	}
 	synced := func(r *replica) bool { s := r.d.Status()[0]; return s.LastSync != nil }
 	a, b := start("replica-a"), start("replica-b")
@@ -530,32 +548,31 @@ environments:
 		}
 		return nil
 	})
-	if synced(follower) {
-		t.Fatal("the follower reconciled too")
-	}
 	// A follower is ready: it can take over at any moment.
 	rec := httptest.NewRecorder()
 	follower.d.Handler(prometheus.NewRegistry()).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
 	if rec.Code != http.StatusOK {
 		t.Errorf("follower /readyz: %d", rec.Code)
 	}
-
-	leader.cancel()
-	if err := <-leader.done; err != nil {
-		t.Fatal(err)
-	}
 	srv.Commit("deploy", "main", sourcetest.Change{Files: envFiles("d-ha", "two")})
-	cs := clientset(t)
-	eventually(t, "the follower takes over and applies the commit", func() error {
-		cm, err := cs.CoreV1().ConfigMaps("d-ha").Get(context.Background(), "settings", metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if cm.Data["value"] != "two" || !synced(follower) {
-			return fmt.Errorf("value %q, follower synced %v", cm.Data["value"], synced(follower))
-		}
-		return nil
-	})
+	eventually(t, "the leader applies a commit", value("two"))
+	if n := follower.writes.n.Load(); n != 0 || synced(follower) {
+		t.Fatalf("the follower wrote %d times", n)
+	}
+	if leader.writes.n.Load() == 0 {
+		t.Fatal("the leader's writes are not counted")
+	}
+
+	// The leader dies: every request fails, the Lease is never released.
+	leader.writes.cut.Store(true)
+	srv.Commit("deploy", "main", sourcetest.Change{Files: envFiles("d-ha", "three")})
+	eventually(t, "the follower takes over and applies the commit", value("three"))
+	if !synced(follower) || follower.writes.n.Load() == 0 {
+		t.Errorf("the follower did not reconcile after taking over")
+	}
+	if err := <-leader.done; err == nil || !strings.Contains(err.Error(), "lost the lease") {
+		t.Errorf("the cut-off leader did not give up leading: %v", err)
+	}
 }
 
 // TestDaemonWatchesDrift: with git polled and the cluster diffed only once

@@ -32,6 +32,7 @@ type Metrics struct {
 	fetchDuration     *prometheus.HistogramVec
 	webhookRequests   *prometheus.CounterVec
 	promotions        *prometheus.CounterVec
+	leader            prometheus.Gauge
 }
 
 // NewMetrics creates the metrics and registers them on reg.
@@ -78,10 +79,22 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		promotions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "trueup_promotions_total", Help: "Promotion commits attempted, by source and target environment and result.",
 		}, []string{"from", "to", "result"}),
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "trueup_leader", Help: "1 on the replica that reconciles (the Lease holder, or the only replica without --leader-elect), 0 on followers.",
+		}),
 	}
-	reg.MustRegister(m.webhookRequests, m.promotions, m.envInfo, m.syncStatus, m.driftObjects, m.driftDetected, m.managedObjects, m.objectsApplied,
+	reg.MustRegister(m.webhookRequests, m.promotions, m.leader, m.envInfo, m.syncStatus, m.driftObjects, m.driftDetected, m.managedObjects, m.objectsApplied,
 		m.reconcileTotal, m.reconcileDuration, m.lastSync, m.fetchTotal, m.fetchDuration)
 	return m
+}
+
+// SetLeader records whether this replica is the one that reconciles.
+func (m *Metrics) SetLeader(leading bool) {
+	v := 0.0
+	if leading {
+		v = 1
+	}
+	m.leader.Set(v)
 }
 
 // ObservePromotion counts a promotion from one environment to another;

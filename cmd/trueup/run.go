@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"k8s.io/klog/v2"
 
 	"github.com/trueup-dev/trueup/config"
 	"github.com/trueup-dev/trueup/promote"
@@ -63,6 +64,9 @@ invalid change is logged and the running config kept. Serves Prometheus metrics,
 			if err != nil {
 				return err
 			}
+			// client-go's leader election and informers log through klog;
+			// route it to our handler, so --log-format json stays JSON.
+			klog.SetSlogLogger(log.With("component", "client-go"))
 			// Fail fast on a bad config at start; later changes are checked by
 			// the supervisor, which keeps the running config when one is bad.
 			if _, err := config.Load(g.ConfigPath); err != nil {
@@ -113,8 +117,14 @@ invalid change is logged and the running config kept. Serves Prometheus metrics,
 			if o.LeaderElect {
 				o.Lease.Identity, o.Lease.Logger = identity(), log
 				d.Standby()
-				runErr = cluster.RunAsLeader(cmd.Context(), o.Lease, func(ctx context.Context) { _ = d.Run(ctx) })
+				metrics.SetLeader(false)
+				runErr = cluster.RunAsLeader(cmd.Context(), o.Lease, func(ctx context.Context) {
+					metrics.SetLeader(true)
+					defer metrics.SetLeader(false)
+					_ = d.Run(ctx)
+				})
 			} else {
+				metrics.SetLeader(true)
 				runErr = d.Run(cmd.Context())
 			}
 			for _, s := range servers {
