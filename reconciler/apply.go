@@ -60,6 +60,8 @@ type Outcome struct {
 	Environment string         `json:"environment"`
 	Revision    string         `json:"revision"`
 	Objects     []ObjectResult `json:"objects"`
+	// Wait is the part of the apply spent waiting for health.
+	Wait time.Duration `json:"-"`
 }
 
 // Count returns how many objects had the result.
@@ -140,8 +142,20 @@ func (c *Cluster) Apply(ctx context.Context, plan *Plan, opts ApplyOptions) (*Ou
 		byID[out.Objects[i].id] = &out.Objects[i]
 	}
 	var runErr error
+	var waitStart time.Time
 	for e := range events {
 		switch e.Type {
+		case event.ActionGroupType:
+			// The applier waits in groups (after each apply and prune
+			// phase); their sum is the wait phase.
+			if e.ActionGroupEvent.Action == event.WaitAction {
+				if e.ActionGroupEvent.Status == event.Started {
+					waitStart = time.Now()
+				} else if !waitStart.IsZero() {
+					out.Wait += time.Since(waitStart)
+					waitStart = time.Time{}
+				}
+			}
 		case event.ErrorType:
 			runErr = e.ErrorEvent.Err
 		case event.ApplyType:

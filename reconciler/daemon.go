@@ -291,8 +291,8 @@ func (d *Daemon) reconcile(ctx context.Context, env *config.Environment, st *env
 			d.update(name, func(s *EnvStatus) { s.Status, s.LastError = StatusFailed, err.Error() })
 		}
 	}()
-	phase := func(p string, start time.Time) {
-		m.reconcileDuration.WithLabelValues(name, p).Observe(time.Since(start).Seconds())
+	observe := func(phase string, d time.Duration) {
+		m.reconcileDuration.WithLabelValues(name, phase).Observe(d.Seconds())
 	}
 
 	start := time.Now()
@@ -303,16 +303,21 @@ func (d *Daemon) reconcile(ctx context.Context, env *config.Environment, st *env
 	fetchErr := src.Fetch(ctx)
 	m.fetchTotal.WithLabelValues(env.Source, result(fetchErr)).Inc()
 	m.fetchDuration.WithLabelValues(env.Source).Observe(time.Since(start).Seconds())
-	phase("fetch", start)
+	observe("fetch", time.Since(start))
 	if fetchErr != nil {
 		return fmt.Errorf("fetch %s: %w", name, fetchErr)
 	}
 
 	start = time.Now()
 	desired, err := d.opts.Renderer.Render(ctx, name, false)
-	phase("render", start)
 	if err != nil {
+		observe("render", time.Since(start))
 		return err
+	}
+	// Decryption happens inside the render; each phase counts its own part.
+	observe("render", time.Since(start)-desired.Decrypt)
+	if desired.Decrypt > 0 {
+		observe("decrypt", desired.Decrypt)
 	}
 	rev := desired.Revision.ID()
 	log = log.With("revision", desired.Revision.Short())
@@ -330,7 +335,7 @@ func (d *Daemon) reconcile(ctx context.Context, env *config.Environment, st *env
 	// The daemon owns what git says, as Flux's controller does: fields that
 	// someone took over with kubectl edit or scale are drift, not conflicts.
 	plan, err := d.opts.Cluster.Diff(ctx, desired, PlanOptions{Prune: env.Prune, ForceConflicts: true})
-	phase("diff", start)
+	observe("diff", time.Since(start))
 	if err != nil {
 		return err
 	}
@@ -372,7 +377,14 @@ func (d *Daemon) reconcile(ctx context.Context, env *config.Environment, st *env
 			MaxPrunePercent: env.MaxPrunePercent, AllowMassPrune: env.AllowMassPrune,
 		})
 	}
-	phase("apply", start)
+	var wait time.Duration
+	if out != nil {
+		wait = out.Wait
+	}
+	observe("apply", time.Since(start)-wait)
+	if wait > 0 {
+		observe("wait", wait)
+	}
 	if out != nil {
 		for _, r := range out.Objects {
 			m.objectsApplied.WithLabelValues(name, string(r.Result)).Inc()

@@ -698,6 +698,25 @@ environments:
 	if err := replicas("d-reported", 3)(); err != nil {
 		t.Errorf("without selfHeal the drift was reverted: %v", err)
 	}
+	// Waiting for the Deployments to become available is its own phase.
+	mfs, _ := reg.Gather()
+	phases := map[string]bool{}
+	for _, mf := range mfs {
+		if mf.GetName() == "trueup_reconcile_duration_seconds" {
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "phase" {
+						phases[l.GetValue()] = true
+					}
+				}
+			}
+		}
+	}
+	for _, p := range []string{"fetch", "render", "diff", "apply", "wait"} {
+		if !phases[p] {
+			t.Errorf("no %s phase in trueup_reconcile_duration_seconds (have %v)", p, phases)
+		}
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)

@@ -23,6 +23,22 @@ type Desired struct {
 	Environment string
 	Revision    source.Revision
 	Objects     []*unstructured.Unstructured
+	// Decrypt is the time spent decrypting SOPS files, a part of the
+	// render; zero when the render was reused or nothing was encrypted.
+	Decrypt time.Duration
+}
+
+// timedDecrypter adds up the time its Decrypter takes: decryption happens
+// file by file as kustomize reads, so it can only be timed at the hook.
+type timedDecrypter struct {
+	render.Decrypter
+	total time.Duration
+}
+
+func (t *timedDecrypter) DecryptFile(path string, data []byte) ([]byte, error) {
+	start := time.Now()
+	defer func() { t.total += time.Since(start) }()
+	return t.Decrypter.DecryptFile(path, data)
 }
 
 // Renderer turns an environment of the config into its desired objects. It
@@ -101,12 +117,13 @@ func (r *Renderer) Render(ctx context.Context, envName string, fetch bool) (*Des
 	}
 	start := time.Now()
 	inputs := &render.Inputs{}
-	objs, err := render.Build(ctx, rev.FS, render.Options{
-		Path:      env.Path,
-		Namespace: env.Namespace,
-		Decrypter: r.decrypter,
-		Inputs:    inputs,
-	})
+	var dec *timedDecrypter
+	opts := render.Options{Path: env.Path, Namespace: env.Namespace, Inputs: inputs}
+	if r.decrypter != nil {
+		dec = &timedDecrypter{Decrypter: r.decrypter}
+		opts.Decrypter = dec
+	}
+	objs, err := render.Build(ctx, rev.FS, opts)
 	if err != nil {
 		return nil, fmt.Errorf("render %s: %w", env.Name, err)
 	}
@@ -114,7 +131,11 @@ func (r *Renderer) Render(ctx context.Context, envName string, fetch bool) (*Des
 	r.cache[env.Name] = &rendered{revision: rev, inputs: inputs, objects: deepCopy(objs)}
 	r.mu.Unlock()
 	log.Debug("rendered", "revision", rev.Short(), "objects", len(objs), "duration", time.Since(start))
-	return &Desired{Environment: env.Name, Revision: rev, Objects: objs}, nil
+	desired := &Desired{Environment: env.Name, Revision: rev, Objects: objs}
+	if dec != nil {
+		desired.Decrypt = dec.total
+	}
+	return desired, nil
 }
 
 // deepCopy keeps the cache apart from what callers do with their objects.

@@ -61,6 +61,10 @@ func TestRenderExamples(t *testing.T) {
 	if _, has := secret.Object["sops"]; has {
 		t.Error("sops metadata left in the rendered Secret")
 	}
+	// The decrypt phase is timed apart from the render around it.
+	if d.Decrypt <= 0 {
+		t.Errorf("decryption took %s: not timed", d.Decrypt)
+	}
 }
 
 func TestRenderErrorsNameTheEnvironment(t *testing.T) {
