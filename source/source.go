@@ -43,9 +43,13 @@ func (r Revision) ID() string {
 // Short returns the commit abbreviated as git does, or "working tree".
 func (r Revision) Short() string { return ShortCommit(r.Commit) }
 
-// ShortCommit abbreviates a commit SHA as git does; an empty one is the
+// ShortCommit abbreviates a commit SHA as git does, and a local
+// directory's revision ID (sha256:<digest>) likewise; an empty one is the
 // working tree of a local directory.
 func ShortCommit(commit string) string {
+	if digest, ok := strings.CutPrefix(commit, "sha256:"); ok {
+		return "sha256:" + ShortCommit(digest)
+	}
 	switch {
 	case len(commit) >= 7:
 		return commit[:7]

@@ -441,3 +441,16 @@ func TestDirWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestShortCommit(t *testing.T) {
+	for in, want := range map[string]string{
+		"3517bd3c0c5a0d2f4b0e7f1e2a3b4c5d6e7f8091":                                "3517bd3",
+		"sha256:14736c1b96084229ef17b6f336b5a9bc0081bd58ff88ed6db2debe486ee59eab": "sha256:14736c1",
+		"abc": "abc",
+		"":    "working tree",
+	} {
+		if got := source.ShortCommit(in); got != want {
+			t.Errorf("ShortCommit(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

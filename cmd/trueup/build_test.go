@@ -169,7 +169,7 @@ func TestBuildFromGit(t *testing.T) {
 
 func TestVersion(t *testing.T) {
 	out, _, code := run(t, "version")
-	if code != 0 || !strings.Contains(out, "trueup dev") || !strings.Contains(out, "go: go1.") {
+	if code != 0 || !strings.Contains(out, "trueup dev") || !strings.Contains(out, "go: go1.") || !strings.Contains(out, "kubernetes client: v0.35.4") {
 		t.Fatalf("exit %d, output:\n%s", code, out)
 	}
 }
