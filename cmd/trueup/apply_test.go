@@ -286,3 +286,38 @@ func TestFailuresLeaveTheClusterUntouched(t *testing.T) {
 		check(t, "render untouched", "envs/untouched/db-credentials.enc.yaml", "no matching key")
 	})
 }
+
+// TestMassPruneOptIns: an overlay emptied by a commit would prune most of
+// the inventory; `trueup apply` refuses, and prunes with --allow-mass-prune
+// or with allowMassPrune in the config — never what is not in the
+// inventory.
+func TestMassPruneOptIns(t *testing.T) {
+	e := newGitEnv(t, "mass-prune")
+	e.mustApply(t)
+	emptied := map[string]string{"envs/mass-prune/kustomization.yaml": "resources: [namespace.yaml]\n"}
+	e.srv.Commit("deploy", "main", sourcetest.Change{Files: emptied})
+	before := e.resourceVersions(t)
+	out, errOut, code := e.run(t, "apply")
+	if code < 2 || !strings.Contains(errOut, "maxPrunePercent") || !strings.Contains(errOut, "--allow-mass-prune") {
+		t.Fatalf("emptied overlay: exit %d, %s%s", code, out, errOut)
+	}
+	for k, v := range before {
+		if after := e.resourceVersions(t); after[k] != v {
+			t.Errorf("a refused mass prune changed %s", k)
+		}
+	}
+	out, errOut, code = e.run(t, "apply", "--allow-mass-prune")
+	if code != 0 || strings.Count(out, " pruned\n") != 5 {
+		t.Fatalf("--allow-mass-prune: exit %d, want 5 pruned:\n%s%s", code, out, errOut)
+	}
+
+	// The config's opt-in does the same, for the daemon too.
+	e.srv.Commit("deploy", "main", sourcetest.Change{Files: overlayFiles("mass-prune", "1")})
+	e.mustApply(t)
+	e.srv.Commit("deploy", "main", sourcetest.Change{Files: emptied})
+	writeFile(t, e.config, strings.Replace(readFile(t, e.config), "    timeout: 2m\n", "    timeout: 2m\n    allowMassPrune: true\n", 1))
+	out, errOut, code = e.run(t, "apply")
+	if code != 0 || strings.Count(out, " pruned\n") != 5 {
+		t.Fatalf("allowMassPrune: true: exit %d, want 5 pruned:\n%s%s", code, out, errOut)
+	}
+}
