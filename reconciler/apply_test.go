@@ -3,6 +3,7 @@ package reconciler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"testing/fstest"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -150,12 +152,42 @@ func TestApplyExamples(t *testing.T) {
 	if n := p.Count(ActionCreate); n != len(d.Objects) || p.HasChanges() != true {
 		t.Fatalf("first plan: %d creates of %d objects: %v", n, len(d.Objects), actions(p))
 	}
+	// At the moment the API Deployment appears, its migration Job must
+	// already be complete: watch for it while the apply runs.
+	cs := clientset(t)
+	watch, err := cs.AppsV1().Deployments("shop-development").Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=api"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Stop()
+	jobDoneFirst := make(chan error, 1)
+	go func() {
+		for range watch.ResultChan() {
+			job, err := cs.BatchV1().Jobs("shop-development").Get(ctx, "db-migrate", metav1.GetOptions{})
+			switch {
+			case err != nil:
+				jobDoneFirst <- fmt.Errorf("the Deployment exists, the Job does not: %v", err)
+			case !jobComplete(job):
+				jobDoneFirst <- fmt.Errorf("the Deployment exists before the Job completed: %+v", job.Status)
+			default:
+				jobDoneFirst <- nil
+			}
+			return
+		}
+	}()
 	out := applyOK(t, c, p, waitOpts)
+	select {
+	case err := <-jobDoneFirst:
+		if err != nil {
+			t.Error(err)
+		}
+	case <-time.After(time.Minute):
+		t.Error("no watch event for the Deployment")
+	}
 	if n := out.Count(ResultCreated); n != len(d.Objects) {
 		t.Fatalf("created %d of %d", n, len(d.Objects))
 	}
 
-	cs := clientset(t)
 	dep, err := cs.AppsV1().Deployments("shop-development").Get(ctx, "api", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -173,9 +205,6 @@ func TestApplyExamples(t *testing.T) {
 	}
 	if job.Status.CompletionTime == nil {
 		t.Fatal("the migration Job has not completed")
-	}
-	if dep.CreationTimestamp.Before(job.Status.CompletionTime) {
-		t.Errorf("Deployment created at %s, before the Job completed at %s", dep.CreationTimestamp, job.Status.CompletionTime)
 	}
 
 	var w writes
@@ -430,4 +459,13 @@ func TestForceReplacesImmutableJob(t *testing.T) {
 		t.Fatalf("after replace: uid changed %v, image %s, completed %v", after.UID != before.UID,
 			after.Spec.Template.Spec.Containers[0].Image, after.Status.CompletionTime != nil)
 	}
+}
+
+func jobComplete(job *batchv1.Job) bool {
+	for _, c := range job.Status.Conditions {
+		if c.Type == batchv1.JobComplete && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
 }
