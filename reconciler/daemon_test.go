@@ -566,10 +566,12 @@ environments:
 	// The leader dies: every request fails, the Lease is never released.
 	leader.writes.cut.Store(true)
 	srv.Commit("deploy", "main", sourcetest.Change{Files: envFiles("d-ha", "three")})
-	eventually(t, "the follower takes over and applies the commit", value("three"))
-	if !synced(follower) || follower.writes.n.Load() == 0 {
-		t.Errorf("the follower did not reconcile after taking over")
-	}
+	eventually(t, "the follower takes over and applies the commit", func() error {
+		if !synced(follower) || follower.writes.n.Load() == 0 {
+			return fmt.Errorf("the follower has not reconciled")
+		}
+		return value("three")()
+	})
 	if err := <-leader.done; err == nil || !strings.Contains(err.Error(), "lost the lease") {
 		t.Errorf("the cut-off leader did not give up leading: %v", err)
 	}
