@@ -6,9 +6,11 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/go-logr/logr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/klog/v2"
 )
 
 // LeaderOptions tune leader election; the defaults are client-go's usual
@@ -68,7 +70,9 @@ func (c *Cluster) RunAsLeader(ctx context.Context, opts LeaderOptions, run func(
 	if err != nil {
 		return fmt.Errorf("leader election: %w", err)
 	}
-	le.Run(ctx)
+	// client-go logs the election through the context's logger: ours, so
+	// that --log-format json stays JSON.
+	le.Run(klog.NewContext(ctx, logr.FromSlogHandler(opts.Logger.With("component", "leader-election").Handler())))
 	if ctx.Err() == nil {
 		// Leadership was lost without being asked to stop: exit, and let the
 		// Pod restart and rejoin the election with a clean slate.

@@ -7,12 +7,14 @@ import (
 	"maps"
 	"sync"
 
+	"github.com/go-logr/logr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
 )
 
 // driftWatch tells the daemon as soon as someone changes or deletes an
@@ -101,7 +103,7 @@ func (w *driftWatch) Track(env string, objs []*unstructured.Unstructured) error 
 			w.mu.Unlock()
 			return err
 		}
-		go inf.Run(w.ctx.Done())
+		go inf.RunWithContext(klog.NewContext(w.ctx, logr.FromSlogHandler(w.log.With("component", "drift-watch").Handler())))
 	}
 	w.mu.Unlock()
 	// A change made between the apply and an informer's first list raises

@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"k8s.io/klog/v2"
 
 	"github.com/trueup-dev/trueup/config"
 	"github.com/trueup-dev/trueup/promote"
@@ -64,9 +63,6 @@ invalid change is logged and the running config kept. Serves Prometheus metrics,
 			if err != nil {
 				return err
 			}
-			// client-go's leader election and informers log through klog;
-			// route it to our handler, so --log-format json stays JSON.
-			klog.SetSlogLogger(log.With("component", "client-go"))
 			// Fail fast on a bad config at start; later changes are checked by
 			// the supervisor, which keeps the running config when one is bad.
 			if _, err := config.Load(g.ConfigPath); err != nil {
