@@ -127,8 +127,10 @@ environments:
 	for _, env := range []string{"d-heal", "d-broken", "d-watch"} {
 		waitStatus(env, StatusSynced, nil)
 	}
-	if resp, err := http.Get(api.URL + "/readyz"); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("readyz: %v %v", resp, err)
+	for _, probe := range []string{"/readyz", "/healthz"} {
+		if resp, err := http.Get(api.URL + probe); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %v %v", probe, resp, err)
+		}
 	}
 
 	// A commit is applied without a restart; a broken environment fails on
@@ -733,4 +735,18 @@ func grepDrift(m string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestBackoff: retries start near a second and double up to the
+// environment's period, each within ±20% jitter.
+func TestBackoff(t *testing.T) {
+	period := time.Minute
+	for failures, base := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 4: 8 * time.Second, 7: period, 40: period} {
+		for range 50 {
+			d := backoff(failures, period)
+			if lo, hi := time.Duration(0.8*float64(base)), time.Duration(1.2*float64(base)); d < lo || d > hi {
+				t.Fatalf("backoff(%d) = %s, want within [%s, %s]", failures, d, lo, hi)
+			}
+		}
+	}
 }
