@@ -6,8 +6,10 @@ import (
 	"log/slog"
 	"maps"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -17,23 +19,44 @@ import (
 	"k8s.io/klog/v2"
 )
 
+// watchSyncTimeout bounds the wait for a new watch's first list. One that
+// cannot list (RBAC forbids it) is given up, and those objects' drift is
+// found by the environment's interval diff.
+const watchSyncTimeout = time.Minute
+
 // driftWatch tells the daemon as soon as someone changes or deletes an
 // object an environment applied, so drift is found within moments instead of
 // at the next interval's diff, and an idle environment in sync costs a watch
-// rather than a dry-run per object per interval. It watches metadata only
-// (one informer per resource type in use), which is enough to tell a change
-// of spec or data from the status updates controllers make all the time.
+// rather than a dry-run per object per interval. It watches metadata only,
+// which is enough to tell a change of spec or data from the status updates
+// controllers make all the time; and only the namespaces environments apply
+// to, so RBAC narrowed to those namespaces suffices.
 type driftWatch struct {
 	ctx      context.Context
-	factory  metadatainformer.SharedInformerFactory
+	client   metadata.Interface
 	cluster  *Cluster
 	log      *slog.Logger
 	onChange func(env string)
+	// syncTimeout is watchSyncTimeout, shorter in tests.
+	syncTimeout time.Duration
 
-	mu       sync.Mutex
-	watched  map[schema.GroupVersionResource]bool
-	owners   map[watchKey]map[string]bool // object -> environments that applied it
-	tracking map[string][]watchKey        // environment -> its objects
+	mu        sync.Mutex
+	factories map[string]metadatainformer.SharedInformerFactory // by namespace; "" for cluster-scoped kinds
+	informers map[informerKey]*watchedInformer
+	owners    map[watchKey]map[string]bool // object -> environments that applied it
+	tracking  map[string][]watchKey        // environment -> its objects
+}
+
+// informerKey is one watch: a resource type in one namespace, or cluster-wide
+// for cluster-scoped types.
+type informerKey struct {
+	resource  schema.GroupVersionResource
+	namespace string
+}
+
+type watchedInformer struct {
+	synced cache.InformerSynced
+	stop   context.CancelFunc
 }
 
 type watchKey struct {
@@ -53,28 +76,34 @@ func (c *Cluster) WatchDrift(ctx context.Context, log *slog.Logger, onChange fun
 		return nil, err
 	}
 	return &driftWatch{
-		ctx: ctx, cluster: c, log: log, onChange: onChange,
-		factory:  metadatainformer.NewSharedInformerFactory(client, 0),
-		watched:  map[schema.GroupVersionResource]bool{},
-		owners:   map[watchKey]map[string]bool{},
-		tracking: map[string][]watchKey{},
+		ctx: ctx, client: client, cluster: c, log: log, onChange: onChange, syncTimeout: watchSyncTimeout,
+		factories: map[string]metadatainformer.SharedInformerFactory{},
+		informers: map[informerKey]*watchedInformer{},
+		owners:    map[watchKey]map[string]bool{},
+		tracking:  map[string][]watchKey{},
 	}, nil
 }
 
-// Track makes objs the set of objects whose changes wake env, starting
-// informers for resource types not watched yet.
+// Track makes objs the set of objects whose changes wake env, starting the
+// watches it needs, and then asks for one diff: a change made between the
+// apply and a new watch's first list raises no event.
 func (w *driftWatch) Track(env string, objs []*unstructured.Unstructured) error {
 	keys := make([]watchKey, 0, len(objs))
-	var start []schema.GroupVersionResource
+	needed := map[informerKey]bool{}
 	for _, obj := range objs {
 		gvk := obj.GroupVersionKind()
 		m, err := w.cluster.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 		if err != nil {
 			return fmt.Errorf("watch %s: %w", gvk.Kind, err)
 		}
+		ik := informerKey{resource: m.Resource}
+		if m.Scope.Name() == meta.RESTScopeNameNamespace {
+			ik.namespace = obj.GetNamespace()
+		}
+		needed[ik] = true
 		keys = append(keys, watchKey{m.Resource.GroupResource(), obj.GetNamespace(), obj.GetName()})
-		start = append(start, m.Resource)
 	}
+
 	w.mu.Lock()
 	w.untrack(env)
 	w.tracking[env] = keys
@@ -84,35 +113,67 @@ func (w *driftWatch) Track(env string, objs []*unstructured.Unstructured) error 
 		}
 		w.owners[k][env] = true
 	}
-	var synced []cache.InformerSynced
-	for _, gvr := range start {
-		inf := w.factory.ForResource(gvr).Informer()
-		synced = append(synced, inf.HasSynced)
-		if w.watched[gvr] {
-			continue
+	waiting := map[informerKey]*watchedInformer{}
+	for ik := range needed {
+		inf, ok := w.informers[ik]
+		if !ok {
+			var err error
+			if inf, err = w.start(ik); err != nil {
+				w.mu.Unlock()
+				return err
+			}
+			w.informers[ik] = inf
 		}
-		w.watched[gvr] = true
-		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			UpdateFunc: func(old, new any) {
-				if changed(old, new) {
-					w.notify(gvr.GroupResource(), new)
-				}
-			},
-			DeleteFunc: func(obj any) { w.notify(gvr.GroupResource(), obj) },
-		}); err != nil {
-			w.mu.Unlock()
-			return err
-		}
-		go inf.RunWithContext(klog.NewContext(w.ctx, logr.FromSlogHandler(w.log.With("component", "drift-watch").Handler())))
+		waiting[ik] = inf
 	}
 	w.mu.Unlock()
-	// A change made between the apply and an informer's first list raises
-	// no event: once the watches are up, diff once more.
-	if !cache.WaitForCacheSync(w.ctx.Done(), synced...) {
-		return w.ctx.Err()
+
+	ctx, cancel := context.WithTimeout(w.ctx, w.syncTimeout)
+	defer cancel()
+	for ik, inf := range waiting {
+		if cache.WaitForCacheSync(ctx.Done(), inf.synced) {
+			continue
+		}
+		if w.ctx.Err() != nil {
+			return w.ctx.Err()
+		}
+		// Forget it, so that a later revision tries again (RBAC may have
+		// been widened by then).
+		inf.stop()
+		w.mu.Lock()
+		delete(w.informers, ik)
+		w.mu.Unlock()
+		w.log.Warn("cannot watch applied objects (does RBAC allow list and watch?); their drift is found by the interval diff",
+			"env", env, "resource", ik.resource.String(), "namespace", ik.namespace)
 	}
 	w.onChange(env)
 	return nil
+}
+
+// start runs an informer for one resource type in one namespace. The caller
+// holds w.mu.
+func (w *driftWatch) start(ik informerKey) (*watchedInformer, error) {
+	f, ok := w.factories[ik.namespace]
+	if !ok {
+		f = metadatainformer.NewFilteredSharedInformerFactory(w.client, 0, ik.namespace, nil)
+		w.factories[ik.namespace] = f
+	}
+	inf := f.ForResource(ik.resource).Informer()
+	gr := ik.resource.GroupResource()
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		UpdateFunc: func(old, new any) {
+			if changed(old, new) {
+				w.notify(gr, new)
+			}
+		},
+		DeleteFunc: func(obj any) { w.notify(gr, obj) },
+	}); err != nil {
+		return nil, err
+	}
+	ctx, stop := context.WithCancel(w.ctx)
+	// client-go logs through the context's logger: ours.
+	go inf.RunWithContext(klog.NewContext(ctx, logr.FromSlogHandler(w.log.With("component", "drift-watch").Handler())))
+	return &watchedInformer{synced: inf.HasSynced, stop: stop}, nil
 }
 
 func (w *driftWatch) untrack(env string) {
