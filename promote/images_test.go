@@ -148,3 +148,19 @@ func FuzzSetImages(f *testing.F) {
 		t.Fatalf("%s not in the written file\n%s", img.Name, out)
 	})
 }
+
+// BenchmarkSetImages: one tag bump of the examples' overlay, the edit every
+// set-image and promotion makes.
+func BenchmarkSetImages(b *testing.B) {
+	data, err := os.ReadFile("../examples/overlays/staging/kustomization.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	img := []Image{{Name: "shop-api", NewTag: "1.4.2"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, changed, err := SetImages(data, img, overlay); err != nil || len(changed) != 1 {
+			b.Fatal(changed, err)
+		}
+	}
+}

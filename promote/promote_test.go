@@ -226,3 +226,38 @@ environments:
 		t.Error("a failed set-image moved main")
 	}
 }
+
+// BenchmarkPromote: a promotion end to end on the loopback git server —
+// fetch, read both overlays, commit and push — alternating two tags so each
+// iteration commits.
+func BenchmarkPromote(b *testing.B) {
+	srv := sourcetest.NewServer(b, sourcetest.Options{})
+	url := srv.CreateRepo("deploy", map[string]string{
+		"overlays/staging/kustomization.yaml":    fmt.Sprintf(overlayFile, "staging", "2.0.0", "2.0.0"),
+		"overlays/production/kustomization.yaml": fmt.Sprintf(overlayFile, "production", "1.0.0", "1.0.0"),
+	})
+	cfg, err := config.Parse([]byte(`apiVersion: trueup.dev/v1alpha1
+kind: Config
+sources: [{name: deploy, url: "`+url+`"}]
+environments:
+  - {name: staging, source: deploy, path: overlays/staging}
+  - {name: production, source: deploy, path: overlays/production}
+`), "trueup.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	src, _ := source.New(source.Options{Name: "deploy", URL: url})
+	p := New(Options{Config: cfg, Sources: map[string]source.Source{"deploy": src}})
+	ctx := context.Background()
+	tags := []string{"2.0.1", "2.0.2"}
+	i := 0
+	for b.Loop() {
+		i++
+		if _, err := p.SetImage(ctx, "staging", []Image{{Name: "api", NewTag: tags[i%2]}}, true); err != nil {
+			b.Fatal(err)
+		}
+		if res, err := p.Promote(ctx, Request{From: "staging", To: "production", Push: true}); err != nil || res.Commit == "" {
+			b.Fatal(res, err)
+		}
+	}
+}
