@@ -21,6 +21,21 @@ images:
     newTag: %s
 `
 
+// newPromoter builds a Promoter from a config whose one source, deploy, is
+// the repository at url.
+func newPromoter(tb testing.TB, url, cfgYAML string, auth source.Auth) *Promoter {
+	tb.Helper()
+	cfg, err := config.Parse([]byte(cfgYAML), "trueup.yaml")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	src, err := source.New(source.Options{Name: "deploy", URL: url, Auth: auth})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return New(Options{Config: cfg, Sources: map[string]source.Source{"deploy": src}})
+}
+
 // envBranches is a repository where staging and production live on their
 // own branches, as ops who merge into environment branches keep them.
 func envBranches(t *testing.T) (*sourcetest.Server, *Promoter) {
@@ -33,7 +48,7 @@ func envBranches(t *testing.T) (*sourcetest.Server, *Promoter) {
 	url := srv.CreateRepo("deploy", files)
 	srv.Commit("deploy", "staging", sourcetest.Change{Message: "staging branch"})
 	srv.Commit("deploy", "production", sourcetest.Change{Message: "production branch"})
-	cfg, err := config.Parse([]byte(`apiVersion: trueup.dev/v1alpha1
+	return srv, newPromoter(t, url, `apiVersion: trueup.dev/v1alpha1
 kind: Config
 sources:
   - name: deploy
@@ -42,15 +57,7 @@ sources:
 environments:
   - {name: staging, source: deploy, branch: staging, path: overlays/staging, promotion: {to: production, auto: true}}
   - {name: production, source: deploy, branch: production, path: overlays/production}
-`), "trueup.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := source.New(source.Options{Name: "deploy", URL: url, Auth: source.Auth{Username: "bot", Password: "token"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return srv, New(Options{Config: cfg, Sources: map[string]source.Source{"deploy": src}})
+`, source.Auth{Username: "bot", Password: "token"})
 }
 
 func head(srv *sourcetest.Server, branch string) string {
@@ -186,19 +193,14 @@ func TestPromoteTrunkSigned(t *testing.T) {
 		"overlays/staging/kustomization.yaml":    fmt.Sprintf(overlayFile, "staging", "2.0.0", "2.0.0"),
 		"overlays/production/kustomization.yaml": fmt.Sprintf(overlayFile, "production", "1.0.0", "1.0.0"),
 	})
-	cfg, err := config.Parse([]byte(`apiVersion: trueup.dev/v1alpha1
+	p := newPromoter(t, url, `apiVersion: trueup.dev/v1alpha1
 kind: Config
 sources:
   - {name: deploy, url: "`+url+`", commit: {signingKeyFile: "`+keyFile+`"}}
 environments:
   - {name: staging, source: deploy, path: overlays/staging}
   - {name: production, source: deploy, path: overlays/production}
-`), "trueup.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, _ := source.New(source.Options{Name: "deploy", URL: url})
-	p := New(Options{Config: cfg, Sources: map[string]source.Source{"deploy": src}})
+`, source.Auth{})
 	main := head(srv, "main")
 	res, err := p.Promote(ctx, Request{From: "staging", To: "production", Push: true})
 	if err != nil {
@@ -218,7 +220,7 @@ environments:
 		t.Errorf("promoting again: %+v, %v", again, err)
 	}
 	// A key file that is not a key fails before anything is written.
-	cfg.Sources[0].Commit.SigningKeyFile = filepath.Join(t.TempDir(), "missing.asc")
+	p.opts.Config.Sources[0].Commit.SigningKeyFile = filepath.Join(t.TempDir(), "missing.asc")
 	if _, err := p.SetImage(ctx, "staging", []Image{{Name: "api", NewTag: "9"}}, true); err == nil || !strings.Contains(err.Error(), "signing key") {
 		t.Errorf("missing signing key: %v", err)
 	}
@@ -236,18 +238,13 @@ func BenchmarkPromote(b *testing.B) {
 		"overlays/staging/kustomization.yaml":    fmt.Sprintf(overlayFile, "staging", "2.0.0", "2.0.0"),
 		"overlays/production/kustomization.yaml": fmt.Sprintf(overlayFile, "production", "1.0.0", "1.0.0"),
 	})
-	cfg, err := config.Parse([]byte(`apiVersion: trueup.dev/v1alpha1
+	p := newPromoter(b, url, `apiVersion: trueup.dev/v1alpha1
 kind: Config
 sources: [{name: deploy, url: "`+url+`"}]
 environments:
   - {name: staging, source: deploy, path: overlays/staging}
   - {name: production, source: deploy, path: overlays/production}
-`), "trueup.yaml")
-	if err != nil {
-		b.Fatal(err)
-	}
-	src, _ := source.New(source.Options{Name: "deploy", URL: url})
-	p := New(Options{Config: cfg, Sources: map[string]source.Source{"deploy": src}})
+`, source.Auth{})
 	ctx := context.Background()
 	tags := []string{"2.0.1", "2.0.2"}
 	i := 0
