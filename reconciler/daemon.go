@@ -291,8 +291,8 @@ func (d *Daemon) reconcile(ctx context.Context, env *config.Environment, st *env
 			d.update(name, func(s *EnvStatus) { s.Status, s.LastError = StatusFailed, err.Error() })
 		}
 	}()
-	observe := func(phase string, d time.Duration) {
-		m.reconcileDuration.WithLabelValues(name, phase).Observe(d.Seconds())
+	observe := func(phase string, took time.Duration) {
+		m.reconcileDuration.WithLabelValues(name, phase).Observe(took.Seconds())
 	}
 
 	start := time.Now()
