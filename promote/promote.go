@@ -3,7 +3,6 @@ package promote
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
 
@@ -23,22 +22,15 @@ type Options struct {
 	// AuthorName, AuthorEmail and SigningKeyFile, when set, override the
 	// source's commit settings from the config.
 	AuthorName, AuthorEmail, SigningKeyFile string
-	Logger                                  *slog.Logger
 }
 
 // Promoter writes image changes to environments' overlays as commits.
 type Promoter struct {
 	opts Options
-	log  *slog.Logger
 }
 
 // New returns a Promoter.
-func New(opts Options) *Promoter {
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	return &Promoter{opts: opts, log: opts.Logger}
-}
+func New(opts Options) *Promoter { return &Promoter{opts: opts} }
 
 // Result is what a set-image or promotion did.
 type Result struct {
@@ -164,35 +156,28 @@ func Trailer(env string, rev source.Revision) string {
 // AutoPromote runs env's automatic promotion of rev, once: a promotion
 // commit for rev that is already in the target's history (found by its
 // trailer) is not written again, even if the target moved on since. It
-// returns the target environment and the new commit, empty when there was
-// nothing to do.
-func (p *Promoter) AutoPromote(ctx context.Context, envName string, rev source.Revision) (to, commit string, err error) {
+// returns the new commit, empty when there was nothing to do.
+func (p *Promoter) AutoPromote(ctx context.Context, envName string, rev source.Revision) (string, error) {
 	env, err := p.opts.Config.Environment(envName)
 	if err != nil || env.Promotion == nil || !env.Promotion.Auto {
-		return "", "", err
+		return "", err
 	}
 	target, w, err := p.writer(env.Promotion.To)
 	if err != nil {
-		return env.Promotion.To, "", err
+		return "", err
 	}
 	if err := w.Fetch(ctx); err != nil {
-		return target.Name, "", err
+		return "", err
 	}
 	done, err := w.FindTrailer(ctx, target.Branch, Trailer(env.Name, rev))
 	if err != nil || done != "" {
-		return target.Name, "", err
+		return "", err
 	}
 	// A remote's commit exists only once pushed; a local repository's
 	// commit is on its branch, where a local-path source reads it.
 	_, local := w.(*source.Dir)
 	res, err := p.Promote(ctx, Request{From: env.Name, To: target.Name, Revision: &rev, Push: !local})
-	if err != nil {
-		return target.Name, "", err
-	}
-	if res.Commit != "" {
-		p.log.Info("promoted", "env", env.Name, "to", target.Name, "revision", rev.Short(), "commit", source.ShortCommit(res.Commit))
-	}
-	return target.Name, res.Commit, nil
+	return res.Commit, err
 }
 
 // imagesOf returns the images env's overlay sets at rev, limited to names.

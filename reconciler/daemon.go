@@ -53,9 +53,9 @@ type DaemonOptions struct {
 }
 
 // promoter writes an environment's automatic promotion commit for a
-// revision, once; commit is empty when there was nothing to write.
+// revision, once; the commit is empty when there was nothing to write.
 type promoter interface {
-	AutoPromote(ctx context.Context, env string, rev source.Revision) (to, commit string, err error)
+	AutoPromote(ctx context.Context, env string, rev source.Revision) (commit string, err error)
 }
 
 var _ promoter = (*promote.Promoter)(nil)
@@ -450,7 +450,7 @@ func (d *Daemon) autoPromote(ctx context.Context, env *config.Environment, st *e
 		return
 	}
 	log := d.log.With("env", env.Name, "revision", rev.Short(), "to", env.Promotion.To)
-	_, commit, err := d.opts.Promoter.AutoPromote(ctx, env.Name, rev)
+	commit, err := d.opts.Promoter.AutoPromote(ctx, env.Name, rev)
 	switch {
 	case err != nil:
 		d.opts.Metrics.ObservePromotion(env.Name, env.Promotion.To, "failure")

@@ -39,7 +39,7 @@ func (o *commitOptions) promoter(cmd *cobra.Command, g *globalOptions) (*promote
 		return nil, nil, err
 	}
 	return promote.New(promote.Options{
-		Config: w.cfg, Sources: w.sources, Logger: w.log,
+		Config: w.cfg, Sources: w.sources,
 		AuthorName: o.AuthorName, AuthorEmail: o.AuthorEmail, SigningKeyFile: o.SigningKeyFile,
 	}), w, nil
 }

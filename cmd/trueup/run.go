@@ -85,7 +85,7 @@ invalid change is logged and the running config kept. Serves Prometheus metrics,
 				return reconciler.DaemonOptions{
 					Config: cfg, Sources: w.sources, Renderer: w.renderer, Cluster: cluster,
 					Metrics: metrics, Events: events, Logger: log, Concurrency: o.Concurrency,
-					Promoter: promote.New(promote.Options{Config: cfg, Sources: w.sources, Logger: log}),
+					Promoter: promote.New(promote.Options{Config: cfg, Sources: w.sources}),
 				}, nil
 			}, log)
 

@@ -14,7 +14,6 @@ import (
 
 // wiring is what every command that renders environments is built from.
 type wiring struct {
-	log      *slog.Logger
 	cfg      *config.Config
 	sources  map[string]source.Source
 	renderer *reconciler.Renderer
@@ -62,7 +61,7 @@ func (g *globalOptions) wireConfig(cfg *config.Config, log *slog.Logger, cacheDi
 	if err != nil {
 		return nil, err
 	}
-	return &wiring{log: log, cfg: cfg, sources: sources, renderer: reconciler.NewRenderer(cfg, sources, dec, log)}, nil
+	return &wiring{cfg: cfg, sources: sources, renderer: reconciler.NewRenderer(cfg, sources, dec, log)}, nil
 }
 
 // planRun is what a diff leaves for an apply to use.
