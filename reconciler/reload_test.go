@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,7 +22,8 @@ import (
 
 // TestSupervisorReloadsConfig: an environment added to trueup.yaml is synced
 // without a restart; an invalid edit is rejected and the running config
-// keeps reconciling.
+// keeps reconciling; a changed environment runs with its new settings; a
+// removed one is no longer reconciled, and what it applied stays.
 func TestSupervisorReloadsConfig(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -95,6 +97,48 @@ func TestSupervisorReloadsConfig(t *testing.T) {
 		}
 		return synced("r-two")()
 	})
+
+	// r-two now heals drift: a hand edit is reverted.
+	write(head + one + strings.Replace(two, "interval: 1s}", "interval: 1s, selfHeal: true}", 1))
+	value := func(want string) func() error {
+		return func() error {
+			cm, err := cs.CoreV1().ConfigMaps("r-two").Get(ctx, "settings", metav1.GetOptions{})
+			if err == nil && cm.Data["value"] != want {
+				err = fmt.Errorf("value %q, want %q", cm.Data["value"], want)
+			}
+			return err
+		}
+	}
+	// The old config cannot heal, so the first heal shows the reload took
+	// effect; the second can only come from selfHeal.
+	for _, round := range []string{"first", "second"} {
+		cm, err := cs.CoreV1().ConfigMaps("r-two").Get(ctx, "settings", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cm.Data["value"] = "edited-by-hand"
+		if _, err := cs.CoreV1().ConfigMaps("r-two").Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, round+" hand edit of the changed r-two healed", value("one"))
+	}
+
+	// Removed: r-two leaves the status API; its objects stay as they are.
+	write(head + one)
+	eventually(t, "r-two removed", func() error {
+		resp, err := http.Get(api.URL + "/api/v1/environments/r-two")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			return fmt.Errorf("r-two: %s", resp.Status)
+		}
+		return nil
+	})
+	if err := value("one")(); err != nil {
+		t.Errorf("a removed environment's objects changed: %v", err)
+	}
 
 	cancel()
 	if err := <-done; err != nil {
