@@ -182,25 +182,33 @@ func TestAutoPromoteOnce(t *testing.T) {
 	}
 }
 
+// trunk is a repository where staging (at 2.0.0) and production (at 1.0.0)
+// share the main branch with their own overlay paths; sourceExtra adds keys
+// to the source's flow mapping (", commit: {...}").
+func trunk(tb testing.TB, sourceExtra string) (*sourcetest.Server, *Promoter) {
+	tb.Helper()
+	srv := sourcetest.NewServer(tb, sourcetest.Options{})
+	url := srv.CreateRepo("deploy", map[string]string{
+		"overlays/staging/kustomization.yaml":    fmt.Sprintf(overlayFile, "staging", "2.0.0", "2.0.0"),
+		"overlays/production/kustomization.yaml": fmt.Sprintf(overlayFile, "production", "1.0.0", "1.0.0"),
+	})
+	return srv, newPromoter(tb, url, `apiVersion: trueup.dev/v1alpha1
+kind: Config
+sources:
+  - {name: deploy, url: "`+url+`"`+sourceExtra+`}
+environments:
+  - {name: staging, source: deploy, path: overlays/staging}
+  - {name: production, source: deploy, path: overlays/production}
+`, source.Auth{})
+}
+
 // TestPromoteTrunkSigned: environments on one branch with different overlay
 // paths, and a repository that wants signed commits.
 func TestPromoteTrunkSigned(t *testing.T) {
 	ctx := context.Background()
 	keyFile, _ := sourcetest.SigningKey(t, "Release Bot", "release@example.com")
 
-	srv := sourcetest.NewServer(t, sourcetest.Options{})
-	url := srv.CreateRepo("deploy", map[string]string{
-		"overlays/staging/kustomization.yaml":    fmt.Sprintf(overlayFile, "staging", "2.0.0", "2.0.0"),
-		"overlays/production/kustomization.yaml": fmt.Sprintf(overlayFile, "production", "1.0.0", "1.0.0"),
-	})
-	p := newPromoter(t, url, `apiVersion: trueup.dev/v1alpha1
-kind: Config
-sources:
-  - {name: deploy, url: "`+url+`", commit: {signingKeyFile: "`+keyFile+`"}}
-environments:
-  - {name: staging, source: deploy, path: overlays/staging}
-  - {name: production, source: deploy, path: overlays/production}
-`, source.Auth{})
+	srv, p := trunk(t, `, commit: {signingKeyFile: "`+keyFile+`"}`)
 	main := head(srv, "main")
 	res, err := p.Promote(ctx, Request{From: "staging", To: "production", Push: true})
 	if err != nil {
@@ -233,18 +241,7 @@ environments:
 // fetch, read both overlays, commit and push — alternating two tags so each
 // iteration commits.
 func BenchmarkPromote(b *testing.B) {
-	srv := sourcetest.NewServer(b, sourcetest.Options{})
-	url := srv.CreateRepo("deploy", map[string]string{
-		"overlays/staging/kustomization.yaml":    fmt.Sprintf(overlayFile, "staging", "2.0.0", "2.0.0"),
-		"overlays/production/kustomization.yaml": fmt.Sprintf(overlayFile, "production", "1.0.0", "1.0.0"),
-	})
-	p := newPromoter(b, url, `apiVersion: trueup.dev/v1alpha1
-kind: Config
-sources: [{name: deploy, url: "`+url+`"}]
-environments:
-  - {name: staging, source: deploy, path: overlays/staging}
-  - {name: production, source: deploy, path: overlays/production}
-`, source.Auth{})
+	_, p := trunk(b, "")
 	ctx := context.Background()
 	tags := []string{"2.0.1", "2.0.2"}
 	i := 0
