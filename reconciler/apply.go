@@ -2,23 +2,18 @@ package reconciler
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"sort"
+	"maps"
 	"strings"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"sigs.k8s.io/cli-utils/pkg/apply"
-	"sigs.k8s.io/cli-utils/pkg/apply/event"
-	"sigs.k8s.io/cli-utils/pkg/common"
-	"sigs.k8s.io/cli-utils/pkg/inventory"
-	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/cli-utils/pkg/object"
+	"sigs.k8s.io/cli-utils/pkg/object/graph"
 )
 
 // Result is what happened to one object.
@@ -31,6 +26,9 @@ const (
 	ResultPruned     Result = "pruned"
 	ResultReplaced   Result = "replaced"
 	ResultFailed     Result = "failed"
+	// ResultSkipped is an object not applied because another one failed
+	// first: an apply stops at the first stage with a failure.
+	ResultSkipped Result = "skipped"
 )
 
 // ObjectResult reports one object of an apply.
@@ -44,7 +42,8 @@ type ObjectResult struct {
 type ApplyOptions struct {
 	// Prune deletes inventory objects that left git.
 	Prune bool
-	// Wait waits until applied objects are Current (kstatus), within Timeout.
+	// Wait waits, stage by stage, until applied objects are healthy
+	// (kstatus), within Timeout. Without it, nothing waits for health.
 	Wait    bool
 	Timeout time.Duration
 	// ForceConflicts takes ownership of fields other managers own.
@@ -55,13 +54,24 @@ type ApplyOptions struct {
 	AllowMassPrune  bool
 }
 
+// defaultTimeout bounds what an apply waits for even without Wait: CRDs
+// to be established, replaced objects to be gone.
+const defaultTimeout = 5 * time.Minute
+
+// Phases is how long each phase of a plan and apply took, in seconds.
+type Phases struct {
+	Plan  float64 `json:"plan"`
+	Apply float64 `json:"apply"`
+	Wait  float64 `json:"wait"`
+	Prune float64 `json:"prune"`
+}
+
 // Outcome summarises an apply.
 type Outcome struct {
 	Environment string         `json:"environment"`
 	Revision    string         `json:"revision"`
 	Objects     []ObjectResult `json:"objects"`
-	// Wait is the part of the apply spent waiting for health.
-	Wait time.Duration `json:"-"`
+	Phases      Phases         `json:"phases"`
 }
 
 // Count returns how many objects had the result.
@@ -75,265 +85,430 @@ func (o *Outcome) Count(r Result) int {
 	return n
 }
 
-// Err is non-nil when any object failed or did not become healthy.
+// Err is non-nil when any object failed or did not become healthy; it names
+// the first few and why.
 func (o *Outcome) Err() error {
-	if n := o.Count(ResultFailed); n > 0 {
-		return fmt.Errorf("apply %s: %d of %d objects failed", o.Environment, n, len(o.Objects))
+	var failed []string
+	for _, r := range o.Objects {
+		if r.Result == ResultFailed {
+			failed = append(failed, r.ID()+": "+r.Error)
+		}
 	}
-	return nil
+	if len(failed) == 0 {
+		return nil
+	}
+	n := len(failed)
+	if n > 3 {
+		failed = append(failed[:3], fmt.Sprintf("and %d more", n-3))
+	}
+	return fmt.Errorf("apply %s: %d of %d objects failed: %s", o.Environment, n, len(o.Objects), strings.Join(failed, "; "))
 }
 
-// Apply carries out a plan made by Diff: server-side apply with field manager
-// trueup, prune of what left git, and a wait for health. A plan without
-// changes makes no write request at all.
+// Apply carries out a plan: server-side applies (field manager trueup) of
+// only the objects the plan changes, stage by stage in dependency order and
+// concurrently within a stage, then the prune of what left git, and, with
+// Wait, a wait for health after each stage. The inventory lists every object
+// that may exist before the first write, so an apply cut off half way
+// leaves nothing untracked; nothing is pruned unless every apply succeeded.
+// A plan without changes makes no write request at all.
 func (c *Cluster) Apply(ctx context.Context, plan *Plan, opts ApplyOptions) (*Outcome, error) {
 	if err := checkMassPrune(plan, opts); err != nil {
 		return nil, err
 	}
-	out := &Outcome{Environment: plan.Environment, Revision: plan.Revision}
-	if !plan.HasChanges() {
-		for _, ch := range plan.Changes {
-			r := ObjectResult{Change: ch, Result: ResultUnchanged}
-			if opts.Wait {
-				r = healthOf(r, plan)
-			}
-			out.Objects = append(out.Objects, r)
+	a := newApplyRun(c, plan, opts)
+	if !plan.HasChanges() && !a.recordsChanged() {
+		if opts.Wait {
+			a.checkHealth(ctx)
 		}
-		return out, nil
+		return a.finish(), nil
 	}
-
 	if err := c.ensureInventoryNamespace(ctx); err != nil {
-		return nil, err
-	}
-	if err := c.deleteReplaced(ctx, plan, opts.Timeout); err != nil {
 		return nil, fmt.Errorf("apply %s: %w", plan.Environment, err)
 	}
-	applier, err := apply.NewApplierBuilder().
-		WithFactory(c.factory).
-		WithInventoryClient(c.inventory).
-		WithStatusWatcher(statusWatcher(c.dynamic, c.mapper)).
-		Build()
-	if err != nil {
+	if err := a.recordIntent(ctx); err != nil {
 		return nil, fmt.Errorf("apply %s: %w", plan.Environment, err)
 	}
+	a.timed(&a.out.Phases.Apply, func() { a.validateDeferred(ctx) })
+	for _, stage := range plan.stages {
+		if a.failed {
+			break
+		}
+		a.timed(&a.out.Phases.Apply, func() { a.applyStage(ctx, stage) })
+		if opts.Wait && !a.failed {
+			a.timed(&a.out.Phases.Wait, func() { a.waitStage(ctx, stage) })
+		}
+	}
+	if opts.Prune && !a.failed {
+		a.timed(&a.out.Phases.Prune, func() { a.prune(ctx) })
+	}
+	if err := a.recordOutcome(ctx); err != nil {
+		return a.finish(), fmt.Errorf("apply %s: %w", plan.Environment, err)
+	}
+	return a.finish(), ctx.Err()
+}
+
+// applyRun is one Apply in progress.
+type applyRun struct {
+	c    *Cluster
+	p    *Plan
+	opts ApplyOptions
+	out  *Outcome
+	// deadline bounds every wait of the apply.
+	deadline time.Time
+
+	mu      sync.Mutex
+	results map[object.ObjMetadata]*ObjectResult
+	// records is the inventory as it will be written at the end.
+	records map[object.ObjMetadata]record
+	// seen holds the objects as the apply's responses returned them.
+	seen   map[object.ObjMetadata]*unstructured.Unstructured
+	failed bool
+	// done are objects applied before their stage (deferred validation).
+	done map[object.ObjMetadata]bool
+}
+
+func newApplyRun(c *Cluster, p *Plan, opts ApplyOptions) *applyRun {
 	timeout := opts.Timeout
-	if !opts.Wait {
-		timeout = 0
+	if timeout <= 0 {
+		timeout = defaultTimeout
 	}
-	events := applier.Run(ctx, c.inventoryInfo(plan.Environment), plan.objects, apply.ApplierOptions{
-		ServerSideOptions: common.ServerSideOptions{
-			ServerSideApply: true,
-			ForceConflicts:  opts.ForceConflicts,
-			FieldManager:    FieldManager,
-		},
-		ReconcileTimeout: timeout,
-		NoPrune:          !opts.Prune,
-		PruneTimeout:     timeout,
-		// Adopt objects nobody owns (first sync onto an existing cluster),
-		// never objects of another inventory.
-		InventoryPolicy: inventory.PolicyAdoptIfNoInventory,
+	a := &applyRun{c: c, p: p, opts: opts, deadline: time.Now().Add(timeout),
+		out:     &Outcome{Environment: p.Environment, Revision: p.Revision, Phases: Phases{Plan: p.took.Seconds()}},
+		results: map[object.ObjMetadata]*ObjectResult{}, records: maps.Clone(p.inventory.records),
+		seen: maps.Clone(p.live.objects), done: map[object.ObjMetadata]bool{}}
+	for _, ch := range p.Changes {
+		r := &ObjectResult{Change: ch, Result: ResultUnchanged}
+		a.results[ch.id] = r
+		if _, ok := a.records[ch.id]; !ok && ch.Action != ActionPrune {
+			a.records[ch.id] = record{}
+		}
+	}
+	maps.Copy(a.records, p.refreshed)
+	return a
+}
+
+func (a *applyRun) timed(phase *float64, f func()) {
+	start := time.Now()
+	f()
+	*phase += time.Since(start).Seconds()
+}
+
+func (a *applyRun) desiredIDs() object.ObjMetadataSet {
+	var ids object.ObjMetadataSet
+	for _, s := range a.p.stages {
+		ids = append(ids, s...)
+	}
+	return ids
+}
+
+// finish lists the results in the plan's order.
+func (a *applyRun) finish() *Outcome {
+	for _, ch := range a.p.Changes {
+		a.out.Objects = append(a.out.Objects, *a.results[ch.id])
+	}
+	return a.out
+}
+
+// recordsChanged reports whether the inventory must be written even though
+// no object changes: it lacks objects, or records a dry-run just proved.
+func (a *applyRun) recordsChanged() bool {
+	return a.p.inventory.cm == nil && len(a.records) > 0 || !maps.Equal(a.records, a.p.inventory.records)
+}
+
+// recordIntent makes the inventory list every object the apply may create
+// before it creates any, so one cut off half way leaves none untracked.
+func (a *applyRun) recordIntent(ctx context.Context) error {
+	inv := a.p.inventory
+	grows := inv.cm == nil
+	for id := range a.records {
+		if _, ok := inv.records[id]; !ok {
+			grows = true
+		}
+	}
+	if !grows {
+		return nil
+	}
+	intent := maps.Clone(inv.records)
+	for id, r := range a.records {
+		if _, ok := intent[id]; !ok {
+			intent[id] = r
+		}
+	}
+	return a.c.writeInventory(ctx, inv, intent, "")
+}
+
+// fail marks an object failed and the apply as failing.
+func (a *applyRun) fail(id object.ObjMetadata, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.results[id].Result, a.results[id].Error = ResultFailed, err.Error()
+	a.failed = true
+}
+
+// applied records a successful apply of one object.
+func (a *applyRun) applied(id object.ObjMetadata, resp *unstructured.Unstructured) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	r := a.results[id]
+	switch r.Action {
+	case ActionReplace:
+		r.Result = ResultReplaced
+	case ActionUpdate:
+		r.Result = ResultConfigured
+	default:
+		r.Result = ResultCreated
+	}
+	a.records[id] = record{Manifest: a.p.fingerprints[id], Fields: ownedFields(resp)}
+	a.seen[id] = resp
+	a.done[id] = true
+}
+
+// skipRest marks every change not yet applied as skipped.
+func (a *applyRun) skipRest() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for id, r := range a.results {
+		if r.Result == ResultUnchanged && r.Action != ActionUnchanged && !a.done[id] {
+			r.Result, r.Error = ResultSkipped, "not applied: another object failed first"
+		}
+	}
+}
+
+// validateDeferred handles the objects the plan could not validate: it
+// applies the CRDs and Namespaces they need, then dry-runs them. If any
+// would fail, nothing else is written.
+func (a *applyRun) validateDeferred(ctx context.Context) {
+	if len(a.p.deferred) == 0 {
+		return
+	}
+	kinds := map[string]bool{}
+	namespaces := map[string]bool{}
+	for id := range a.p.deferred {
+		kinds[id.GroupKind.String()] = true
+		namespaces[id.Namespace] = true
+	}
+	var needed object.ObjMetadataSet
+	for id, obj := range a.p.objects {
+		if gk, ok := object.GetCRDGroupKind(obj); ok && object.IsCRD(obj) && kinds[gk.String()] ||
+			id.GroupKind == namespaceKind && namespaces[id.Name] {
+			needed = append(needed, id)
+		}
+	}
+	a.applyAll(ctx, a.changed(needed))
+	if !a.failed {
+		a.establish(ctx, needed)
+	}
+	if a.failed {
+		a.skipRest()
+		return
+	}
+	deferred := make([]object.ObjMetadata, 0, len(a.p.deferred))
+	for id := range a.p.deferred {
+		deferred = append(deferred, id)
+	}
+	a.c.forEach(len(deferred), func(i int) {
+		id := deferred[i]
+		if _, err := a.c.serverSideApply(ctx, a.p.objects[id], a.p.force, true); err != nil {
+			a.fail(id, explainConflict(err))
+		}
 	})
-
-	byID := map[object.ObjMetadata]*ObjectResult{}
-	for _, ch := range plan.Changes {
-		out.Objects = append(out.Objects, ObjectResult{Change: ch})
+	if a.failed {
+		a.skipRest()
 	}
-	for i := range out.Objects {
-		byID[out.Objects[i].id] = &out.Objects[i]
-	}
-	var runErr error
-	var waitStart time.Time
-	for e := range events {
-		switch e.Type {
-		case event.ActionGroupType:
-			// The applier waits in groups (after each apply and prune
-			// phase); their sum is the wait phase.
-			if e.ActionGroupEvent.Action == event.WaitAction {
-				if e.ActionGroupEvent.Status == event.Started {
-					waitStart = time.Now()
-				} else if !waitStart.IsZero() {
-					out.Wait += time.Since(waitStart)
-					waitStart = time.Time{}
-				}
-			}
-		case event.ErrorType:
-			runErr = e.ErrorEvent.Err
-		case event.ApplyType:
-			r := byID[e.ApplyEvent.Identifier]
-			if r == nil {
-				continue
-			}
-			switch e.ApplyEvent.Status {
-			case event.ApplySuccessful:
-				r.Result = map[Action]Result{ActionCreate: ResultCreated, ActionUpdate: ResultConfigured, ActionReplace: ResultReplaced}[r.Action]
-				if r.Result == "" {
-					r.Result = ResultUnchanged
-				}
-			case event.ApplyFailed, event.ApplySkipped:
-				r.Result, r.Error = ResultFailed, errString(e.ApplyEvent.Error, "apply skipped")
-			}
-		case event.PruneType:
-			r := byID[e.PruneEvent.Identifier]
-			if r == nil {
-				continue
-			}
-			switch e.PruneEvent.Status {
-			case event.PruneSuccessful:
-				r.Result = ResultPruned
-			case event.PruneFailed:
-				r.Result, r.Error = ResultFailed, errString(e.PruneEvent.Error, "prune failed")
-			case event.PruneSkipped:
-				r.Result = ResultUnchanged
-			}
-		case event.WaitType:
-			r := byID[e.WaitEvent.Identifier]
-			if r == nil || r.Result == ResultFailed {
-				continue
-			}
-			switch e.WaitEvent.Status {
-			case event.ReconcileTimeout:
-				r.Result, r.Error = ResultFailed, fmt.Sprintf("not healthy within %s", opts.Timeout)
-			case event.ReconcileFailed:
-				r.Result, r.Error = ResultFailed, "failed to become healthy"
-			}
-		}
-	}
-	if runErr != nil {
-		return out, fmt.Errorf("apply %s: %w", plan.Environment, runErr)
-	}
-	if err := ctx.Err(); err != nil {
-		return out, err
-	}
-	if out.Err() == nil {
-		if err := c.recordRevision(ctx, plan); err != nil {
-			return out, fmt.Errorf("apply %s: %w", plan.Environment, err)
-		}
-	}
-	return out, nil
 }
 
-// Annotations on an environment's inventory that record its last apply.
-const (
-	RevisionAnnotation  = "trueup.dev/revision"
-	AppliedAtAnnotation = "trueup.dev/applied-at"
-)
-
-// recordRevision notes on the inventory which revision was applied, so that
-// `trueup status` can answer from the cluster alone.
-func (c *Cluster) recordRevision(ctx context.Context, plan *Plan) error {
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{
-		RevisionAnnotation:  plan.Revision,
-		AppliedAtAnnotation: time.Now().UTC().Format(time.RFC3339),
-	}}})
-	if err != nil {
-		return err
-	}
-	info := c.inventoryInfo(plan.Environment)
-	_, err = c.clientset.CoreV1().ConfigMaps(info.Namespace()).Patch(ctx, info.Name(), types.MergePatchType, patch,
-		metav1.PatchOptions{FieldManager: FieldManager})
-	if apierrors.IsNotFound(err) {
-		return nil // nothing was applied, so there is no inventory yet
-	}
-	return err
-}
-
-// InventoryStatus is what the cluster records about an environment.
-type InventoryStatus struct {
-	Environment string `json:"environment"`
-	Objects     int    `json:"objects"`
-	Revision    string `json:"revision,omitempty"`
-	AppliedAt   string `json:"appliedAt,omitempty"`
-}
-
-// Inventories lists the environments trueup has applied to this cluster.
-func (c *Cluster) Inventories(ctx context.Context) ([]InventoryStatus, error) {
-	list, err := c.clientset.CoreV1().ConfigMaps(c.inventoryNamespace).List(ctx, metav1.ListOptions{LabelSelector: common.InventoryLabel})
-	if err != nil {
-		return nil, fmt.Errorf("list inventories in %s: %w", c.inventoryNamespace, err)
-	}
-	var out []InventoryStatus
-	for _, cm := range list.Items {
-		env, ok := strings.CutPrefix(cm.Labels[common.InventoryLabel], "trueup-")
-		if !ok {
-			continue // another tool's inventory
+// changed keeps the ids the plan changes and the apply has not done yet.
+func (a *applyRun) changed(ids object.ObjMetadataSet) object.ObjMetadataSet {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out object.ObjMetadataSet
+	for _, id := range ids {
+		if r := a.results[id]; r != nil && r.Action != ActionUnchanged && r.Action != ActionPrune && !a.done[id] {
+			out = append(out, id)
 		}
-		out = append(out, InventoryStatus{Environment: env, Objects: len(cm.Data),
-			Revision: cm.Annotations[RevisionAnnotation], AppliedAt: cm.Annotations[AppliedAtAnnotation]})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Environment < out[j].Environment })
-	return out, nil
+	return out
 }
 
-// Heal re-applies only the objects that drifted from a revision that is
-// already applied: the inventory is unchanged, so the applier, which would
-// re-apply every object, is not needed. Each drifted object is applied with
-// force, since drift is someone else's change to fields trueup owns.
-func (c *Cluster) Heal(ctx context.Context, plan *Plan, timeout time.Duration) (*Outcome, error) {
-	out := &Outcome{Environment: plan.Environment, Revision: plan.Revision}
-	if err := c.deleteReplaced(ctx, plan, timeout); err != nil {
-		return nil, fmt.Errorf("heal %s: %w", plan.Environment, err)
+// applyStage applies the stage's changed objects, then makes sure its CRDs
+// are established, so the next stage can use their kinds.
+func (a *applyRun) applyStage(ctx context.Context, stage object.ObjMetadataSet) {
+	a.applyAll(ctx, a.changed(stage))
+	if !a.failed {
+		a.establish(ctx, stage)
 	}
-	byID := map[object.ObjMetadata]*unstructured.Unstructured{}
-	for _, obj := range plan.objects {
-		byID[object.UnstructuredToObjMetadata(obj)] = obj
+	if a.failed {
+		a.skipRest()
 	}
-	for _, ch := range plan.Changes {
-		r := ObjectResult{Change: ch, Result: ResultUnchanged}
-		if obj := byID[ch.id]; obj != nil && ch.Action != ActionUnchanged && ch.Action != ActionPrune {
-			r.Result = map[Action]Result{ActionCreate: ResultCreated, ActionUpdate: ResultConfigured, ActionReplace: ResultReplaced}[ch.Action]
-			if _, err := c.serverSideApply(ctx, obj, true, nil); err != nil {
-				r.Result, r.Error = ResultFailed, err.Error()
+}
+
+// applyAll applies objects concurrently.
+func (a *applyRun) applyAll(ctx context.Context, ids object.ObjMetadataSet) {
+	a.c.forEach(len(ids), func(i int) {
+		id := ids[i]
+		if a.results[id].Action == ActionReplace {
+			if err := a.c.deleteAndWait(ctx, id, a.deadline); err != nil {
+				a.fail(id, err)
+				return
 			}
 		}
-		out.Objects = append(out.Objects, r)
-	}
-	return out, nil
-}
-
-// deleteReplaced deletes the objects the plan replaces and waits until they
-// are gone, so that the applier creates them afresh.
-func (c *Cluster) deleteReplaced(ctx context.Context, plan *Plan, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for _, ch := range plan.Changes {
-		if ch.Action != ActionReplace {
-			continue
-		}
-		ri, err := c.resourceFor(ch.id)
+		resp, err := a.c.serverSideApply(ctx, a.p.objects[id], a.opts.ForceConflicts, false)
 		if err != nil {
-			return err
+			a.fail(id, explainConflict(err))
+			return
 		}
-		// Foreground: a Job's Pods go before the Job, so the new Job does not
-		// meet the old one's Pods.
-		fg := metav1.DeletePropagationForeground
-		if err := ri.Delete(ctx, ch.Name, metav1.DeleteOptions{PropagationPolicy: &fg}); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("replace %s: %w", ch.ID(), err)
+		a.applied(id, resp)
+	})
+}
+
+// establish waits until the CRDs among ids that this apply wrote serve their
+// kinds, then has the kinds mapped afresh.
+func (a *applyRun) establish(ctx context.Context, ids object.ObjMetadataSet) {
+	var crds []object.ObjMetadata
+	for _, id := range ids {
+		if obj := a.p.objects[id]; object.IsCRD(obj) && a.done[id] {
+			crds = append(crds, id)
 		}
-		err = wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-			live, err := c.get(ctx, ch.id)
-			return live == nil, err
+	}
+	if len(crds) == 0 {
+		return
+	}
+	ctx, cancel := context.WithDeadline(ctx, a.deadline)
+	defer cancel()
+	for _, id := range crds {
+		err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+			live, err := a.c.get(ctx, id)
+			return live != nil && conditionTrue(live, "Established"), err
 		})
 		if err != nil {
-			return fmt.Errorf("replace %s: waiting for the old object to go: %w", ch.ID(), err)
+			a.fail(id, fmt.Errorf("not established: %w", err))
 		}
+	}
+	a.c.forgetKinds()
+}
+
+// checkHealth reports the objects of an apply that changed nothing that are
+// not healthy, as the plan read them: it does not wait, since nothing it
+// did could make them healthier.
+func (a *applyRun) checkHealth(ctx context.Context) {
+	reasons := map[object.ObjMetadata]string{}
+	reads := map[object.ObjMetadata]func() *unstructured.Unstructured{}
+	for _, id := range a.desiredIDs() {
+		if why := unhealthy(a.seen[id]); why != "" {
+			obj := a.seen[id]
+			reasons[id], reads[id] = why, func() *unstructured.Unstructured { return obj }
+		}
+	}
+	for id, why := range a.c.explain(ctx, reasons, reads) {
+		a.fail(id, fmt.Errorf("not healthy: %s", why))
+	}
+}
+
+// waitStage waits until the stage's objects are healthy, within the apply's
+// deadline; one that is not fails the apply with the reason.
+func (a *applyRun) waitStage(ctx context.Context, stage object.ObjMetadataSet) {
+	ctx, cancel := context.WithDeadline(ctx, a.deadline)
+	defer cancel()
+	reasons := a.c.waitHealthy(ctx, a.p.Environment, stage, a.seen)
+	for id, why := range reasons {
+		a.fail(id, fmt.Errorf("not healthy within %s: %s", a.opts.Timeout, why))
+	}
+	if len(reasons) > 0 {
+		a.skipRest()
+	}
+}
+
+// prune deletes the objects that left git, dependents first.
+func (a *applyRun) prune(ctx context.Context) {
+	var gone object.UnstructuredSet
+	for _, ch := range a.p.Changes {
+		if ch.Action == ActionPrune {
+			gone = append(gone, a.p.live.objects[ch.id])
+		}
+	}
+	sets, err := graph.ReverseSortObjs(gone)
+	if err != nil {
+		sets = []object.UnstructuredSet{gone} // their depends-on no longer matters
+	}
+	for _, set := range sets {
+		ids := object.UnstructuredSetToObjMetadataSet(set)
+		a.c.forEach(len(ids), func(i int) {
+			id := ids[i]
+			err := a.c.delete(ctx, id, metav1.DeletePropagationBackground)
+			if err == nil && a.opts.Wait {
+				err = a.c.waitGone(ctx, id, a.deadline)
+			}
+			if err != nil {
+				a.fail(id, fmt.Errorf("prune: %w", err))
+				return
+			}
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			a.results[id].Result = ResultPruned
+			delete(a.records, id)
+		})
+	}
+}
+
+// recordOutcome writes the inventory: what exists now and the records of
+// what was applied, and the revision when everything succeeded. It gets a
+// moment beyond a cancelled context, so that what was applied is recorded.
+func (a *applyRun) recordOutcome(ctx context.Context) error {
+	for id := range a.records {
+		if _, desired := a.p.objects[id]; desired || a.results[id] != nil {
+			continue
+		}
+		// In the inventory, not in git, not planned for prune: gone, kept
+		// or taken by another inventory. Without prune it stays listed.
+		if a.opts.Prune {
+			delete(a.records, id)
+		}
+	}
+	revision := ""
+	if !a.failed && a.finishedHealthy() {
+		revision = a.p.Revision
+	}
+	if maps.Equal(a.records, a.p.inventory.records) && a.p.inventory.cm != nil && revision == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	return a.c.writeInventory(ctx, a.p.inventory, a.records, revision)
+}
+
+func (a *applyRun) finishedHealthy() bool {
+	for _, r := range a.results {
+		if r.Result == ResultFailed || r.Result == ResultSkipped {
+			return false
+		}
+	}
+	return true
+}
+
+// deleteAndWait deletes an object to replace it and waits until it is gone,
+// so it is created afresh. Foreground: a Job's Pods go before the Job, so
+// the new Job does not meet the old one's Pods.
+func (c *Cluster) deleteAndWait(ctx context.Context, id object.ObjMetadata, deadline time.Time) error {
+	if err := c.delete(ctx, id, metav1.DeletePropagationForeground); err != nil {
+		return fmt.Errorf("replace: %w", err)
+	}
+	if err := c.waitGone(ctx, id, deadline); err != nil {
+		return fmt.Errorf("replace: waiting for the old object to go: %w", err)
 	}
 	return nil
 }
 
-// healthOf reports an unchanged object that is not healthy as failed, from
-// the state the diff already read.
-func healthOf(r ObjectResult, plan *Plan) ObjectResult {
-	live := plan.live[r.id]
-	if live == nil {
-		return r
-	}
-	res, err := health(live)
-	if err != nil {
-		r.Result, r.Error = ResultFailed, err.Error()
-	} else if res.Status != status.CurrentStatus {
-		r.Result, r.Error = ResultFailed, fmt.Sprintf("not healthy: %s: %s", res.Status, res.Message)
-	}
-	return r
+// waitGone waits until an object no longer exists.
+func (c *Cluster) waitGone(ctx context.Context, id object.ObjMetadata, deadline time.Time) error {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	return wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		live, err := c.get(ctx, id)
+		if apierrors.IsNotFound(err) {
+			return true, nil
+		}
+		return live == nil, err
+	})
 }
 
 func checkMassPrune(plan *Plan, opts ApplyOptions) error {
@@ -347,11 +522,4 @@ func checkMassPrune(plan *Plan, opts ApplyOptions) error {
 			plan.Environment, prunes, plan.Inventory, opts.MaxPrunePercent)
 	}
 	return nil
-}
-
-func errString(err error, fallback string) string {
-	if err != nil {
-		return err.Error()
-	}
-	return fallback
 }

@@ -73,7 +73,7 @@ func connect(t testing.TB, w *writes) *Cluster {
 			return c
 		}
 	}
-	c, err := NewCluster(flags, "")
+	c, err := NewCluster(flags, ClusterOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func desired(t *testing.T, env string, files map[string]string) *Desired {
 
 func plan(t testing.TB, c *Cluster, d *Desired) *Plan {
 	t.Helper()
-	p, err := c.Diff(context.Background(), d, PlanOptions{Prune: true})
+	p, err := c.Plan(context.Background(), d, PlanOptions{Prune: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,11 +316,11 @@ func TestConflicts(t *testing.T) {
 	}
 	files["cm.yaml"] = strings.Replace(cm("shared", ""), "k: v", "k: from-git", 1)
 	d := desired(t, "conflict-env", files)
-	_, err := c.Diff(ctx, d, PlanOptions{Prune: true})
+	_, err := c.Plan(ctx, d, PlanOptions{Prune: true})
 	if err == nil || !strings.Contains(err.Error(), "ops-team") || !strings.Contains(err.Error(), ".data.k") {
 		t.Fatalf("conflict: got %v, want one naming the manager and field", err)
 	}
-	p, err := c.Diff(ctx, d, PlanOptions{Prune: true, ForceConflicts: true})
+	p, err := c.Plan(ctx, d, PlanOptions{Prune: true, ForceConflicts: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,7 +438,7 @@ func TestForceReplacesImmutableJob(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if _, err := c.Diff(ctx, desired(t, "force-env", job("1.1.0", "")), PlanOptions{Prune: true}); err == nil ||
+	if _, err := c.Plan(ctx, desired(t, "force-env", job("1.1.0", "")), PlanOptions{Prune: true}); err == nil ||
 		!strings.Contains(err.Error(), "field is immutable") {
 		t.Fatalf("unforced immutable change: got %v", err)
 	}

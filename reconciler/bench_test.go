@@ -20,7 +20,7 @@ func BenchmarkDiffInSync(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		p, err := c.Diff(ctx, d, PlanOptions{Prune: true})
+		p, err := c.Plan(ctx, d, PlanOptions{Prune: true})
 		if err != nil {
 			b.Fatal(err)
 		}

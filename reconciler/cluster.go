@@ -3,20 +3,21 @@ package reconciler
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
-	"sigs.k8s.io/cli-utils/pkg/common"
-	"sigs.k8s.io/cli-utils/pkg/inventory"
 	"sigs.k8s.io/cli-utils/pkg/object"
 )
 
@@ -26,20 +27,65 @@ const FieldManager = "trueup"
 // DefaultInventoryNamespace holds the inventory ConfigMaps of environments.
 const DefaultInventoryNamespace = "trueup-system"
 
+// DefaultApplyConcurrency is how many server-side applies and dry-runs a
+// trueup process has in flight against one cluster at most: about where a
+// single API server stops getting faster (see docs/benchmarks.md).
+const DefaultApplyConcurrency = 16
+
+// EnvironmentLabel is set on every object trueup applies, to the environment
+// that applies it. The daemon watches only objects that carry it, so its
+// caches hold trueup's objects and nothing else of the cluster.
+const EnvironmentLabel = "trueup.dev/environment"
+
+// ClusterOptions tune a Cluster.
+type ClusterOptions struct {
+	// InventoryNamespace is where inventories live; default
+	// DefaultInventoryNamespace.
+	InventoryNamespace string
+	// ApplyConcurrency bounds the applies, dry-runs and deletes in flight;
+	// default DefaultApplyConcurrency.
+	ApplyConcurrency int
+	// Metrics, when set, counts client-side throttling and watches.
+	Metrics *Metrics
+}
+
 // Cluster is the API server a trueup process reconciles into.
 type Cluster struct {
 	factory   cmdutil.Factory
+	config    *rest.Config
 	dynamic   dynamic.Interface
 	clientset kubernetes.Interface
 	mapper    meta.RESTMapper
-	inventory inventory.Client
-	// InventoryNamespace is where inventories live.
+	metrics   *Metrics
+	limits    *limits
+
 	inventoryNamespace string
+	// requests bounds the writes and dry-runs in flight, across every
+	// environment that shares the cluster.
+	requests    chan struct{}
+	concurrency int
+
+	// cache, when set (the daemon), serves live state from watches.
+	cache *objectCache
+
+	mu             sync.Mutex
+	inventoryNSSet bool // the inventory namespace is known to exist
 }
 
 // NewCluster connects through getter (kubectl's --kubeconfig/--context flags).
-func NewCluster(getter genericclioptions.RESTClientGetter, inventoryNamespace string) (*Cluster, error) {
-	f := cmdutil.NewFactory(unthrottled{getter})
+func NewCluster(getter genericclioptions.RESTClientGetter, opts ClusterOptions) (*Cluster, error) {
+	if opts.InventoryNamespace == "" {
+		opts.InventoryNamespace = DefaultInventoryNamespace
+	}
+	if opts.ApplyConcurrency < 1 {
+		opts.ApplyConcurrency = DefaultApplyConcurrency
+	}
+	l := newLimits(opts.Metrics)
+	f := cmdutil.NewFactory(limitedGetter{RESTClientGetter: getter, limits: l})
+	cfg, err := f.ToRESTConfig()
+	if err != nil {
+		return nil, fmt.Errorf("connect to cluster: %w", err)
+	}
 	dyn, err := f.DynamicClient()
 	if err != nil {
 		return nil, fmt.Errorf("connect to cluster: %w", err)
@@ -52,81 +98,53 @@ func NewCluster(getter genericclioptions.RESTClientGetter, inventoryNamespace st
 	if err != nil {
 		return nil, fmt.Errorf("connect to cluster: %w", err)
 	}
-	inv, err := inventory.ClusterClientFactory{StatusPolicy: inventory.StatusPolicyNone}.NewClient(f)
-	if err != nil {
-		return nil, err
-	}
-	if inventoryNamespace == "" {
-		inventoryNamespace = DefaultInventoryNamespace
-	}
-	return &Cluster{factory: f, dynamic: dyn, clientset: cs, mapper: mapper, inventory: inv, inventoryNamespace: inventoryNamespace}, nil
+	return &Cluster{
+		factory: f, config: cfg, dynamic: dyn, clientset: cs, mapper: mapper, metrics: opts.Metrics, limits: l,
+		inventoryNamespace: opts.InventoryNamespace,
+		requests:           make(chan struct{}, opts.ApplyConcurrency), concurrency: opts.ApplyConcurrency,
+	}, nil
 }
 
-// unthrottled raises client-go's default client-side rate limit (5 requests
-// a second), which would make a diff of a few dozen objects take seconds.
-type unthrottled struct {
-	genericclioptions.RESTClientGetter
+// StartCache makes the cluster serve live state from watches until ctx ends,
+// as the daemon does: a plan at an unchanged revision then costs no request.
+// onChange is called with the environment whose applied object someone
+// changed or deleted.
+func (c *Cluster) StartCache(ctx context.Context, log *slog.Logger, onChange func(env string)) {
+	c.cache = newObjectCache(ctx, c, cacheOptions{
+		log: log, onChange: onChange, selector: EnvironmentLabel, clusterWide: true,
+	})
 }
 
-func (u unthrottled) ToRESTConfig() (*rest.Config, error) {
-	c, err := u.RESTClientGetter.ToRESTConfig()
-	if c != nil && c.QPS == 0 {
-		c.QPS, c.Burst = 100, 200
+// mapping maps a kind to its API resource.
+func (c *Cluster) mapping(gk schema.GroupKind, version string) (*meta.RESTMapping, error) {
+	if version == "" {
+		return c.mapper.RESTMapping(gk)
 	}
-	return c, err
+	return c.mapper.RESTMapping(gk, version)
 }
 
-// inventoryInfo names an environment's inventory: a ConfigMap whose id is
-// derived from the environment name alone, so it is stable across runs,
-// machines and renames of anything else.
-func (c *Cluster) inventoryInfo(env string) inventory.Info {
-	cm := &unstructured.Unstructured{}
-	cm.SetAPIVersion("v1")
-	cm.SetKind("ConfigMap")
-	cm.SetName("trueup-" + env)
-	cm.SetNamespace(c.inventoryNamespace)
-	cm.SetLabels(map[string]string{common.InventoryLabel: "trueup-" + env})
-	return inventory.WrapInventoryInfoObj(cm)
+// forgetKinds makes the next mapping ask the server again: after an apply
+// creates CRDs, their kinds exist.
+func (c *Cluster) forgetKinds() {
+	if r, ok := c.mapper.(meta.ResettableRESTMapper); ok {
+		r.Reset()
+	}
 }
 
-// inventoryObjects lists what the environment's inventory holds; an
-// environment never applied has an empty one.
-func (c *Cluster) inventoryObjects(env string) (object.ObjMetadataSet, error) {
-	objs, err := c.inventory.GetClusterObjs(c.inventoryInfo(env))
-	if err != nil {
-		return nil, fmt.Errorf("read inventory of %s: %w", env, err)
+func (c *Cluster) client(m *meta.RESTMapping, namespace string) dynamic.ResourceInterface {
+	if m.Scope.Name() == meta.RESTScopeNameNamespace {
+		return c.dynamic.Resource(m.Resource).Namespace(namespace)
 	}
-	return objs, nil
-}
-
-// ensureInventoryNamespace creates the inventory namespace once; reading it
-// first keeps an already set-up cluster free of writes.
-func (c *Cluster) ensureInventoryNamespace(ctx context.Context) error {
-	_, err := c.clientset.CoreV1().Namespaces().Get(ctx, c.inventoryNamespace, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		_, err = c.clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
-			ObjectMeta: metav1.ObjectMeta{Name: c.inventoryNamespace},
-		}, metav1.CreateOptions{FieldManager: FieldManager})
-		if apierrors.IsAlreadyExists(err) {
-			err = nil
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("inventory namespace %s: %w", c.inventoryNamespace, err)
-	}
-	return nil
+	return c.dynamic.Resource(m.Resource)
 }
 
 // resourceFor maps an object to its API resource client.
 func (c *Cluster) resourceFor(id object.ObjMetadata) (dynamic.ResourceInterface, error) {
-	mapping, err := c.mapper.RESTMapping(id.GroupKind)
+	m, err := c.mapping(id.GroupKind, "")
 	if err != nil {
 		return nil, err
 	}
-	if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
-		return c.dynamic.Resource(mapping.Resource).Namespace(id.Namespace), nil
-	}
-	return c.dynamic.Resource(mapping.Resource), nil
+	return c.client(m, id.Namespace), nil
 }
 
 // get reads a live object; nil when it does not exist.
@@ -142,14 +160,23 @@ func (c *Cluster) get(ctx context.Context, id object.ObjMetadata) (*unstructured
 	return live, err
 }
 
-// dryRunApply asks the server what a server-side apply of obj would produce.
-func (c *Cluster) dryRunApply(ctx context.Context, obj *unstructured.Unstructured, force bool) (*unstructured.Unstructured, error) {
-	return c.serverSideApply(ctx, obj, force, []string{metav1.DryRunAll})
+// acquire takes one of the cluster's request slots.
+func (c *Cluster) acquire(ctx context.Context) error {
+	select {
+	case c.requests <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
-// serverSideApply applies obj as field manager trueup; dryRun as the API takes it.
-func (c *Cluster) serverSideApply(ctx context.Context, obj *unstructured.Unstructured, force bool, dryRun []string) (*unstructured.Unstructured, error) {
-	ri, err := c.resourceFor(object.UnstructuredToObjMetadata(obj))
+func (c *Cluster) release() { <-c.requests }
+
+// serverSideApply applies obj as field manager trueup, or asks what that
+// would produce when dryRun. Unknown fields are errors, as with kubectl.
+func (c *Cluster) serverSideApply(ctx context.Context, obj *unstructured.Unstructured, force, dryRun bool) (*unstructured.Unstructured, error) {
+	gvk := obj.GroupVersionKind()
+	m, err := c.mapping(gvk.GroupKind(), gvk.Version)
 	if err != nil {
 		return nil, err
 	}
@@ -157,9 +184,107 @@ func (c *Cluster) serverSideApply(ctx context.Context, obj *unstructured.Unstruc
 	if err != nil {
 		return nil, err
 	}
-	return ri.Patch(ctx, obj.GetName(), types.ApplyPatchType, data, metav1.PatchOptions{
-		FieldManager: FieldManager,
-		Force:        &force,
-		DryRun:       dryRun,
+	opts := metav1.PatchOptions{FieldManager: FieldManager, Force: &force, FieldValidation: metav1.FieldValidationStrict}
+	if dryRun {
+		opts.DryRun = []string{metav1.DryRunAll}
+	}
+	if err := c.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer c.release()
+	return c.client(m, obj.GetNamespace()).Patch(ctx, obj.GetName(), types.ApplyPatchType, data, opts)
+}
+
+// standInNamespace is where an object whose namespace does not exist yet is
+// validated: every cluster has it.
+const standInNamespace = corev1.NamespaceDefault
+
+// dryRunCreateStandIn validates a namespaced object whose namespace the same
+// apply creates, by a dry-run create in standInNamespace: the server checks
+// schema, defaults and admission just as it will in the real namespace. An
+// object of the same name there already proves the content valid, since the
+// server validates before it looks for a clash.
+func (c *Cluster) dryRunCreateStandIn(ctx context.Context, obj *unstructured.Unstructured) error {
+	gvk := obj.GroupVersionKind()
+	m, err := c.mapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		return err
+	}
+	stand := obj.DeepCopy()
+	stand.SetNamespace(standInNamespace)
+	if err := c.acquire(ctx); err != nil {
+		return err
+	}
+	defer c.release()
+	_, err = c.client(m, standInNamespace).Create(ctx, stand, metav1.CreateOptions{
+		FieldManager: FieldManager, DryRun: []string{metav1.DryRunAll}, FieldValidation: metav1.FieldValidationStrict,
 	})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
+}
+
+// delete deletes an object with the given propagation.
+func (c *Cluster) delete(ctx context.Context, id object.ObjMetadata, propagation metav1.DeletionPropagation) error {
+	ri, err := c.resourceFor(id)
+	if err != nil {
+		return err
+	}
+	if err := c.acquire(ctx); err != nil {
+		return err
+	}
+	defer c.release()
+	err = ri.Delete(ctx, id.Name, metav1.DeleteOptions{PropagationPolicy: &propagation})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// forEach runs f for each index in [0, n), at most the cluster's
+// concurrency at once, and returns when all are done.
+func (c *Cluster) forEach(n int, f func(i int)) {
+	workers := min(n, c.concurrency)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := range next {
+				f(i)
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+}
+
+// ensureInventoryNamespace creates the inventory namespace once; reading it
+// first keeps an already set-up cluster free of writes.
+func (c *Cluster) ensureInventoryNamespace(ctx context.Context) error {
+	c.mu.Lock()
+	done := c.inventoryNSSet
+	c.mu.Unlock()
+	if done {
+		return nil
+	}
+	_, err := c.clientset.CoreV1().Namespaces().Get(ctx, c.inventoryNamespace, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = c.clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
+			ObjectMeta: metav1.ObjectMeta{Name: c.inventoryNamespace},
+		}, metav1.CreateOptions{FieldManager: FieldManager})
+		if apierrors.IsAlreadyExists(err) {
+			err = nil
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("inventory namespace %s: %w", c.inventoryNamespace, err)
+	}
+	c.mu.Lock()
+	c.inventoryNSSet = true
+	c.mu.Unlock()
+	return nil
 }

@@ -61,14 +61,6 @@ type rendered struct {
 	objects  []*unstructured.Unstructured
 }
 
-// headReader is a source that can tell its branch head without reading the
-// tree, so an unmoved branch costs no snapshot at all.
-type headReader interface {
-	Head(ctx context.Context, branch string) (string, error)
-}
-
-var _ headReader = (*source.Git)(nil)
-
 // NewRenderer wires a Renderer. sources maps source names to their Source;
 // decrypter may be nil when no environment has encrypted files.
 func NewRenderer(cfg *config.Config, sources map[string]source.Source, decrypter render.Decrypter, log *slog.Logger) *Renderer {

@@ -4,7 +4,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
-	"k8s.io/client-go/tools/record"
+	eventrecord "k8s.io/client-go/tools/record"
 )
 
 // Event reasons trueup records on an environment's inventory ConfigMap.
@@ -21,13 +21,13 @@ const (
 // and event exporters find them.
 type Events struct {
 	cluster     *Cluster
-	broadcaster record.EventBroadcaster
-	recorder    record.EventRecorder
+	broadcaster eventrecord.EventBroadcaster
+	recorder    eventrecord.EventRecorder
 }
 
 // NewEvents starts an event broadcaster; Stop flushes and ends it.
 func (c *Cluster) NewEvents() *Events {
-	b := record.NewBroadcaster()
+	b := eventrecord.NewBroadcaster()
 	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.clientset.CoreV1().Events("")})
 	return &Events{cluster: c, broadcaster: b,
 		recorder: b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "trueup"})}

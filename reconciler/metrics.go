@@ -1,6 +1,8 @@
 package reconciler
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/trueup-dev/trueup/config"
@@ -33,6 +35,9 @@ type Metrics struct {
 	webhookRequests   *prometheus.CounterVec
 	promotions        *prometheus.CounterVec
 	leader            prometheus.Gauge
+	rateLimiterWait   prometheus.Counter
+	throttled         prometheus.Counter
+	watches           prometheus.Gauge
 }
 
 // NewMetrics creates the metrics and registers them on reg.
@@ -82,8 +87,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "trueup_leader", Help: "1 on the replica that reconciles (the Lease holder, or the only replica without --leader-elect), 0 on followers.",
 		}),
+		rateLimiterWait: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "trueup_client_rate_limiter_wait_seconds_total",
+			Help: "Time requests to the API server waited on trueup's client-side rate limiter; it stays 0 when the server has API Priority and Fairness, which turns the limiter off.",
+		}),
+		throttled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "trueup_api_throttled_total", Help: "Answers 429 Too Many Requests from the API server (Priority and Fairness or max-in-flight limits); client-go retries them.",
+		}),
+		watches: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "trueup_watches", Help: "Watches the daemon holds on the API server: one per resource type it applies (per namespace where RBAC narrows it), and one of the inventories.",
+		}),
 	}
-	reg.MustRegister(m.webhookRequests, m.promotions, m.leader, m.envInfo, m.syncStatus, m.driftObjects, m.driftDetected, m.managedObjects, m.objectsApplied,
+	reg.MustRegister(m.rateLimiterWait, m.throttled, m.watches, m.webhookRequests, m.promotions, m.leader, m.envInfo, m.syncStatus, m.driftObjects, m.driftDetected, m.managedObjects, m.objectsApplied,
 		m.reconcileTotal, m.reconcileDuration, m.lastSync, m.fetchTotal, m.fetchDuration)
 	return m
 }
@@ -95,6 +110,26 @@ func (m *Metrics) SetLeader(leading bool) {
 		v = 1
 	}
 	m.leader.Set(v)
+}
+
+// The client metrics are observed by a Cluster, which may have none.
+
+func (m *Metrics) observeRateLimiterWait(d time.Duration) {
+	if m != nil && d > 0 {
+		m.rateLimiterWait.Add(d.Seconds())
+	}
+}
+
+func (m *Metrics) observeThrottled() {
+	if m != nil {
+		m.throttled.Inc()
+	}
+}
+
+func (m *Metrics) setWatches(n int) {
+	if m != nil {
+		m.watches.Set(float64(n))
+	}
 }
 
 // ObservePromotion counts a promotion from one environment to another;

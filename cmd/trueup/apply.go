@@ -25,10 +25,14 @@ func newApplyCmd(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "apply ENV",
 		Short: "Make the cluster equal to an environment's git state, once",
-		Long: `Render an environment, apply it with server-side apply (field manager trueup),
-prune what left git from the environment's inventory, and wait until applied
+		Long: `Render an environment and validate every new or changed object with a
+server-side dry-run; if any would fail, write nothing. Then apply only what
+changed with server-side apply (field manager trueup), stage by stage in
+dependency order and --apply-concurrency at a time, prune what left git from
+the environment's inventory, and with wait: true wait stage by stage until
 objects are healthy within the environment's timeout. Nothing is written when
-nothing changed. Exits non-zero if anything failed or did not become healthy.`,
+nothing changed, and nothing is pruned after any failure. Exits non-zero if
+anything failed or did not become healthy, naming each object and why.`,
 		Example: `  trueup apply staging --config trueup.yaml
   trueup apply production --context prod --allow-mass-prune`,
 		Args: cobra.ExactArgs(1),
@@ -65,10 +69,12 @@ nothing changed. Exits non-zero if anything failed or did not become healthy.`,
 						fmt.Fprintf(w, "%s %s\n", r.ID(), r.Result)
 					}
 				}
-				fmt.Fprintf(w, "%s at %s: %d created, %d configured, %d replaced, %d unchanged, %d pruned, %d failed\n",
+				p := out.Phases
+				fmt.Fprintf(w, "%s at %s: %d created, %d configured, %d replaced, %d unchanged, %d pruned, %d failed, %d skipped in %.1fs (plan %.1fs, apply %.1fs, wait %.1fs, prune %.1fs)\n",
 					out.Environment, source.ShortCommit(out.Revision), out.Count(reconciler.ResultCreated), out.Count(reconciler.ResultConfigured),
 					out.Count(reconciler.ResultReplaced), out.Count(reconciler.ResultUnchanged), out.Count(reconciler.ResultPruned),
-					out.Count(reconciler.ResultFailed))
+					out.Count(reconciler.ResultFailed), out.Count(reconciler.ResultSkipped),
+					p.Plan+p.Apply+p.Wait+p.Prune, p.Plan, p.Apply, p.Wait, p.Prune)
 			}
 			return out.Err()
 		},

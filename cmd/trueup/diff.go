@@ -38,9 +38,13 @@ func newDiffCmd(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "diff ENV",
 		Short: "Show what applying an environment would change (exit 1 when anything would)",
-		Long: `Render an environment and compare it with the live cluster: a server-side-apply
-dry-run per object (field manager trueup), and the objects of the environment's
-inventory that would be pruned. Secret values show as ***.
+		Long: `Render an environment and compare it with the live cluster. An object whose
+manifest is the one trueup applied last, whose fields trueup still owns and that
+still exists is unchanged without a request of its own; every other object is
+validated with a server-side-apply dry-run (field manager trueup). Also lists
+the objects of the environment's inventory that would be pruned. Secret values
+show as ***. An object that an apply would fail on (invalid, a conflict, owned
+by another environment, an unknown kind) is an error naming it.
 
 Exit status, as kubectl diff: 0 no changes, 1 changes, 2 or more an error.`,
 		Example: `  trueup diff staging --config trueup.yaml
@@ -78,6 +82,9 @@ func printPlan(w io.Writer, plan *reconciler.Plan, format string) error {
 			continue
 		}
 		fmt.Fprintf(w, "%s %s %s\n", marks[c.Action], c.Action, c.ID())
+		if c.Note != "" {
+			fmt.Fprintf(w, "  (%s)\n", c.Note)
+		}
 		if c.Action == reconciler.ActionUpdate || c.Action == reconciler.ActionReplace {
 			fmt.Fprint(w, c.Diff)
 		}

@@ -174,7 +174,7 @@ func (o *promoteOptions) appliedRevision(ctx context.Context, w *wiring, envName
 	if err != nil {
 		return source.Revision{}, err
 	}
-	cluster, err := o.cluster.connect()
+	cluster, err := o.cluster.connect(nil)
 	if err != nil {
 		return source.Revision{}, err
 	}

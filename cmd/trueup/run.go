@@ -68,13 +68,13 @@ invalid change is logged and the running config kept. Serves Prometheus metrics,
 			if _, err := config.Load(g.ConfigPath); err != nil {
 				return err
 			}
-			cluster, err := o.connect()
-			if err != nil {
-				return err
-			}
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			metrics := reconciler.NewMetrics(reg)
+			cluster, err := o.connect(metrics)
+			if err != nil {
+				return err
+			}
 			events := cluster.NewEvents()
 			defer events.Stop()
 			d := reconciler.NewSupervisor(g.ConfigPath, func(cfg *config.Config) (reconciler.DaemonOptions, error) {

@@ -56,7 +56,7 @@ when.`,
 				}
 				rows, text = st, func(w io.Writer) { printDaemonStatus(w, st) }
 			} else {
-				cluster, err := o.connect()
+				cluster, err := o.connect(nil)
 				if err != nil {
 					return err
 				}

@@ -85,11 +85,11 @@ func (g *globalOptions) plan(cmd *cobra.Command, envName string, co *clusterOpti
 	if err != nil {
 		return nil, nil, err
 	}
-	cluster, err := co.connect()
+	cluster, err := co.connect(nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	plan, err := cluster.Diff(cmd.Context(), desired, reconciler.PlanOptions{Prune: env.Prune, ForceConflicts: force})
+	plan, err := cluster.Plan(cmd.Context(), desired, reconciler.PlanOptions{Prune: env.Prune, ForceConflicts: force})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -1,0 +1,332 @@
+package reconciler
+
+import (
+	"context"
+	"log/slog"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/cli-utils/pkg/common"
+)
+
+// watchSyncTimeout bounds the wait for a new watch's first list. One that
+// cannot list (RBAC forbids it) is given up, and reads of those objects go
+// to the API server instead.
+const watchSyncTimeout = time.Minute
+
+// cacheOptions tune an objectCache.
+type cacheOptions struct {
+	log *slog.Logger
+	// onChange, when set, is told the environment of an object that was
+	// changed (beyond its status) or deleted.
+	onChange func(env string)
+	// selector is the label selector of every watch.
+	selector string
+	// clusterWide watches each namespaced resource in all namespaces where
+	// RBAC allows it, instead of one watch per namespace.
+	clusterWide bool
+	// syncTimeout is watchSyncTimeout, shorter in tests.
+	syncTimeout time.Duration
+}
+
+// objectCache holds live objects from watches: one informer per resource
+// type (cluster-wide, or per namespace where RBAC is narrowed to
+// namespaces), filtered by label to trueup's own objects. Reads from it cost
+// no request; every event wakes the health waits and, for an object someone
+// changed or deleted, tells the daemon which environment drifted.
+type objectCache struct {
+	ctx     context.Context
+	cluster *Cluster
+	opts    cacheOptions
+
+	mu        sync.Mutex
+	informers map[informerKey]*cachedInformer
+	wide      map[schema.GroupVersionResource]bool // RBAC allows a cluster-wide watch
+	tick      chan struct{}                        // closed at the next event
+	written   map[string]*corev1.ConfigMap         // inventories this process wrote, by environment
+	inv       *cachedInformer                      // the inventory ConfigMaps; nil without onChange
+}
+
+// informerKey is one watch: a resource type in one namespace, or in all
+// ("") for cluster-scoped types and cluster-wide watches.
+type informerKey struct {
+	resource  schema.GroupVersionResource
+	namespace string
+}
+
+type cachedInformer struct {
+	store  cache.Store
+	synced cache.InformerSynced
+	stop   context.CancelFunc
+}
+
+func newObjectCache(ctx context.Context, c *Cluster, opts cacheOptions) *objectCache {
+	if opts.log == nil {
+		opts.log = slog.New(slog.DiscardHandler)
+	}
+	if opts.syncTimeout == 0 {
+		opts.syncTimeout = watchSyncTimeout
+	}
+	oc := &objectCache{ctx: ctx, cluster: c, opts: opts,
+		informers: map[informerKey]*cachedInformer{}, wide: map[schema.GroupVersionResource]bool{},
+		tick: make(chan struct{}), written: map[string]*corev1.ConfigMap{}}
+	if opts.onChange != nil {
+		oc.inv = oc.startInventories()
+		oc.countWatches()
+	}
+	return oc
+}
+
+// changes returns a channel closed at the next event of any watch.
+func (oc *objectCache) changes() <-chan struct{} {
+	oc.mu.Lock()
+	defer oc.mu.Unlock()
+	return oc.tick
+}
+
+func (oc *objectCache) broadcast() {
+	oc.mu.Lock()
+	defer oc.mu.Unlock()
+	close(oc.tick)
+	oc.tick = make(chan struct{})
+}
+
+// ensure starts the watch of m's objects in namespace, if there is none.
+func (oc *objectCache) ensure(m *meta.RESTMapping, namespace string) (informerKey, *cachedInformer) {
+	key := oc.keyFor(m, namespace)
+	oc.mu.Lock()
+	defer oc.mu.Unlock()
+	inf, ok := oc.informers[key]
+	if !ok {
+		inf = oc.start(key)
+		oc.informers[key] = inf
+		oc.countWatches()
+	}
+	return key, inf
+}
+
+// watch starts the watch of m's objects in namespace without waiting for
+// it: for objects an apply is about to create.
+func (oc *objectCache) watch(m *meta.RESTMapping, namespace string) {
+	if oc != nil {
+		oc.ensure(m, namespace)
+	}
+}
+
+// store returns the synced store that holds the objects of m in namespace,
+// starting its watch on first use; false when it cannot be watched.
+func (oc *objectCache) store(m *meta.RESTMapping, namespace string) (cache.Store, bool) {
+	if oc == nil {
+		return nil, false
+	}
+	key, inf := oc.ensure(m, namespace)
+	if inf.synced() {
+		return inf.store, true
+	}
+	ctx, cancel := context.WithTimeout(oc.ctx, oc.opts.syncTimeout)
+	defer cancel()
+	if cache.WaitForCacheSync(ctx.Done(), inf.synced) {
+		return inf.store, true
+	}
+	if oc.ctx.Err() == nil {
+		// Forget it, so that a later plan tries again (RBAC may have been
+		// widened by then).
+		oc.mu.Lock()
+		if oc.informers[key] == inf {
+			inf.stop()
+			delete(oc.informers, key)
+			oc.countWatches()
+		}
+		oc.mu.Unlock()
+		oc.opts.log.Warn("cannot watch objects (does RBAC allow list and watch?); reading them from the API server instead",
+			"resource", key.resource.String(), "namespace", key.namespace)
+	}
+	return nil, false
+}
+
+// countWatches updates the watch gauge. The caller holds oc.mu, or is
+// the constructor.
+func (oc *objectCache) countWatches() {
+	n := len(oc.informers)
+	if oc.inv != nil {
+		n++
+	}
+	oc.cluster.metrics.setWatches(n)
+}
+
+// get returns an object from a store of this cache, or nil.
+func get(store cache.Store, namespace, name string) *unstructured.Unstructured {
+	key := name
+	if namespace != "" {
+		key = namespace + "/" + name
+	}
+	obj, ok, err := store.GetByKey(key)
+	if err != nil || !ok {
+		return nil
+	}
+	u, _ := obj.(*unstructured.Unstructured)
+	return u
+}
+
+// keyFor picks the watch for objects of m in namespace: cluster-wide unless
+// RBAC only allows this namespace.
+func (oc *objectCache) keyFor(m *meta.RESTMapping, namespace string) informerKey {
+	if m.Scope.Name() != meta.RESTScopeNameNamespace {
+		return informerKey{resource: m.Resource}
+	}
+	if oc.opts.clusterWide && oc.canWatchAll(m.Resource) {
+		return informerKey{resource: m.Resource}
+	}
+	return informerKey{resource: m.Resource, namespace: namespace}
+}
+
+// canWatchAll asks the API server, once per resource, whether trueup may
+// list and watch it in every namespace.
+func (oc *objectCache) canWatchAll(gvr schema.GroupVersionResource) bool {
+	oc.mu.Lock()
+	allowed, known := oc.wide[gvr]
+	oc.mu.Unlock()
+	if known {
+		return allowed
+	}
+	allowed = true
+	for _, verb := range []string{"list", "watch"} {
+		review, err := oc.cluster.clientset.AuthorizationV1().SelfSubjectAccessReviews().Create(oc.ctx, &authorizationv1.SelfSubjectAccessReview{
+			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Verb: verb, Group: gvr.Group, Version: gvr.Version, Resource: gvr.Resource,
+			}},
+		}, metav1.CreateOptions{})
+		allowed = allowed && err == nil && review.Status.Allowed
+	}
+	oc.mu.Lock()
+	oc.wide[gvr] = allowed
+	oc.mu.Unlock()
+	return allowed
+}
+
+// start runs the informer for one watch. The caller holds oc.mu.
+func (oc *objectCache) start(key informerKey) *cachedInformer {
+	selector := oc.opts.selector
+	inf := dynamicinformer.NewFilteredDynamicInformer(oc.cluster.dynamic, key.resource, key.namespace, 0,
+		cache.Indexers{}, func(o *metav1.ListOptions) { o.LabelSelector = selector }).Informer()
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		// An add is a new object, or one seen by the watch's first list,
+		// which may already hold an edit made since the apply: either way
+		// worth a plan, which the watch then answers without requests.
+		AddFunc: func(obj any) {
+			oc.broadcast()
+			oc.notify(obj)
+		},
+		UpdateFunc: func(old, new any) {
+			oc.broadcast()
+			if changed(old, new) {
+				oc.notify(new)
+			}
+		},
+		DeleteFunc: func(obj any) {
+			oc.broadcast()
+			oc.notify(obj)
+		},
+	})
+	return oc.run(inf, "resource", key.resource.String(), "namespace", key.namespace)
+}
+
+// run starts inf until the cache's context ends or the informer is stopped.
+func (oc *objectCache) run(inf cache.SharedIndexInformer, logArgs ...any) *cachedInformer {
+	ctx, stop := context.WithCancel(oc.ctx)
+	// client-go logs through the context's logger: ours.
+	logger := logr.FromSlogHandler(oc.opts.log.With(append([]any{"component", "watch"}, logArgs...)...).Handler())
+	go inf.RunWithContext(klog.NewContext(ctx, logger))
+	return &cachedInformer{store: inf.GetStore(), synced: inf.HasSynced, stop: stop}
+}
+
+// notify tells the daemon which environment's object changed.
+func (oc *objectCache) notify(obj any) {
+	if oc.opts.onChange == nil {
+		return
+	}
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return
+	}
+	if env := u.GetLabels()[EnvironmentLabel]; env != "" {
+		oc.opts.log.Debug("applied object changed", "env", env, "object", u.GetKind()+"/"+u.GetNamespace()+"/"+u.GetName())
+		oc.opts.onChange(env)
+	}
+}
+
+// changed reports a change worth a diff: of spec (the generation moves), of
+// labels or annotations, of the fields trueup owns, or of anything in an
+// object without a generation (ConfigMaps, Secrets). Status updates move
+// none of these.
+func changed(old, new any) bool {
+	o, ok1 := old.(*unstructured.Unstructured)
+	n, ok2 := new.(*unstructured.Unstructured)
+	if !ok1 || !ok2 || o.GetResourceVersion() == n.GetResourceVersion() {
+		return false
+	}
+	if n.GetGeneration() == 0 {
+		return true
+	}
+	return o.GetGeneration() != n.GetGeneration() || !maps.Equal(o.GetLabels(), n.GetLabels()) ||
+		!maps.Equal(o.GetAnnotations(), n.GetAnnotations()) || ownedFields(o) != ownedFields(n)
+}
+
+// startInventories watches the inventory ConfigMaps, so a plan reads its
+// inventory without a request.
+func (oc *objectCache) startInventories() *cachedInformer {
+	f := informers.NewSharedInformerFactoryWithOptions(oc.cluster.clientset, 0,
+		informers.WithNamespace(oc.cluster.inventoryNamespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = common.InventoryLabel }))
+	inf := f.Core().V1().ConfigMaps().Informer()
+	return oc.run(inf, "resource", "configmaps", "namespace", oc.cluster.inventoryNamespace)
+}
+
+// inventory returns an environment's inventory from the watch, nil when it
+// has none; false when the watch cannot tell (not synced, or behind what
+// this process last wrote).
+func (oc *objectCache) inventory(env string) (*corev1.ConfigMap, bool) {
+	if oc == nil || oc.inv == nil || !oc.inv.synced() {
+		return nil, false
+	}
+	obj, exists, err := oc.inv.store.GetByKey(oc.cluster.inventoryNamespace + "/" + inventoryName(env))
+	if err != nil {
+		return nil, false
+	}
+	cm, _ := obj.(*corev1.ConfigMap)
+	oc.mu.Lock()
+	defer oc.mu.Unlock()
+	if w := oc.written[env]; w != nil {
+		if !exists || cm.ResourceVersion != w.ResourceVersion {
+			return nil, false
+		}
+		delete(oc.written, env)
+	}
+	return cm, true
+}
+
+// wroteInventory remembers the inventory this process just wrote, until the
+// watch has caught up with it.
+func (oc *objectCache) wroteInventory(env string, cm *corev1.ConfigMap) {
+	if oc == nil || oc.inv == nil {
+		return
+	}
+	oc.mu.Lock()
+	defer oc.mu.Unlock()
+	oc.written[env] = cm
+}

@@ -1,0 +1,113 @@
+package reconciler
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// EnvStatus is what the daemon reports about one environment.
+type EnvStatus struct {
+	Name string `json:"name"`
+	// Revision is the commit last applied successfully.
+	Revision string `json:"revision,omitempty"`
+	// Status is synced, out_of_sync, progressing or failed.
+	Status     string     `json:"status"`
+	DriftCount int        `json:"driftCount"`
+	LastSync   *time.Time `json:"lastSync,omitempty"`
+	LastError  string     `json:"lastError,omitempty"`
+	NextRun    time.Time  `json:"nextRun"`
+}
+
+// setStatus is the one place an environment's status changes: the status
+// the API reports and trueup_sync_status move together. reason is the last
+// error for failed, what it waits for when progressing, else empty; more
+// changes fields of the status under the same lock.
+func (d *Daemon) setStatus(env, status, reason string, more ...func(*EnvStatus)) {
+	d.opts.Metrics.setStatus(env, status)
+	d.update(env, func(s *EnvStatus) {
+		s.Status, s.LastError = status, reason
+		for _, f := range more {
+			f(s)
+		}
+	})
+}
+
+func (d *Daemon) update(env string, f func(*EnvStatus)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f(d.status[env])
+}
+
+// recordDrift sets trueup_drift_objects by kind and the drift count, or
+// clears them.
+func (d *Daemon) recordDrift(env string, p *Plan, drifted bool) {
+	m := d.opts.Metrics
+	m.driftObjects.DeletePartialMatch(prometheus.Labels{"environment": env})
+	if !drifted {
+		d.update(env, func(s *EnvStatus) { s.DriftCount = 0 })
+		return
+	}
+	m.driftDetected.WithLabelValues(env).Inc()
+	for _, c := range p.Changes {
+		if c.Action != ActionUnchanged {
+			m.driftObjects.WithLabelValues(env, c.Group, c.Kind).Inc()
+		}
+	}
+	d.update(env, func(s *EnvStatus) { s.DriftCount = driftCount(p) })
+}
+
+// Status returns every environment's status, by name.
+func (d *Daemon) Status() []EnvStatus {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]EnvStatus, 0, len(d.status))
+	for _, s := range d.status {
+		out = append(out, *s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Handler serves /metrics, /healthz, /readyz and the status API.
+func (d *Daemon) Handler(g prometheus.Gatherer) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		d.mu.Lock()
+		ready := d.ready || d.standby
+		d.mu.Unlock()
+		if !ready {
+			http.Error(w, "first reconcile of every environment not done yet", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /api/v1/environments", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, d.Status())
+	})
+	mux.HandleFunc("GET /api/v1/environments/{name}", func(w http.ResponseWriter, r *http.Request) {
+		for _, s := range d.Status() {
+			if s.Name == r.PathValue("name") {
+				writeJSON(w, s)
+				return
+			}
+		}
+		http.Error(w, "no such environment", http.StatusNotFound)
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	if err := json.NewEncoder(w).Encode(v); err != nil && !errors.Is(err, http.ErrHandlerTimeout) {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+	}
+}
