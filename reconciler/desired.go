@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -52,7 +53,22 @@ type Renderer struct {
 
 	mu    sync.Mutex
 	cache map[string]*rendered // by environment
+	// trees are the revisions loaded last, shared by the environments that
+	// render them: a repository of many environments is loaded once per
+	// revision, not once per environment.
+	trees []*loadedTree
 }
+
+// loadedTree is one revision loaded for rendering, once.
+type loadedTree struct {
+	source, revision string
+	once             sync.Once
+	tree             *render.Tree
+	err              error
+}
+
+// keptTrees is how many loaded revisions the Renderer keeps.
+const keptTrees = 4
 
 // rendered is an environment's last render and what it read.
 type rendered struct {
@@ -115,7 +131,11 @@ func (r *Renderer) Render(ctx context.Context, envName string, fetch bool) (*Des
 		dec = &timedDecrypter{Decrypter: r.decrypter}
 		opts.Decrypter = dec
 	}
-	objs, err := render.Build(ctx, rev.FS, opts)
+	tree, err := r.tree(rev)
+	if err != nil {
+		return nil, fmt.Errorf("render %s: %w", env.Name, err)
+	}
+	objs, err := tree.Build(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("render %s: %w", env.Name, err)
 	}
@@ -128,6 +148,33 @@ func (r *Renderer) Render(ctx context.Context, envName string, fetch bool) (*Des
 		desired.Decrypt = dec.total
 	}
 	return desired, nil
+}
+
+// tree loads a revision, or returns it loaded by an earlier render. A
+// failed load is not kept.
+func (r *Renderer) tree(rev source.Revision) (*render.Tree, error) {
+	r.mu.Lock()
+	var lt *loadedTree
+	for _, t := range r.trees {
+		if t.source == rev.Source && t.revision == rev.ID() {
+			lt = t
+		}
+	}
+	if lt == nil {
+		lt = &loadedTree{source: rev.Source, revision: rev.ID()}
+		r.trees = append(r.trees, lt)
+		if len(r.trees) > keptTrees {
+			r.trees = r.trees[1:]
+		}
+	}
+	r.mu.Unlock()
+	lt.once.Do(func() { lt.tree, lt.err = render.Load(rev.FS) })
+	if lt.err != nil {
+		r.mu.Lock()
+		r.trees = slices.DeleteFunc(r.trees, func(t *loadedTree) bool { return t == lt })
+		r.mu.Unlock()
+	}
+	return lt.tree, lt.err
 }
 
 // deepCopy keeps the cache apart from what callers do with their objects.

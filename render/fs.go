@@ -1,11 +1,14 @@
 package render
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
@@ -93,12 +96,43 @@ func (g *guardedFS) guard(p string) error {
 func (g *guardedFS) Exists(p string) bool { return g.inside(p) && g.FileSystem.Exists(p) }
 func (g *guardedFS) IsDir(p string) bool  { return g.inside(p) && g.FileSystem.IsDir(p) }
 
+// Open reads the file whole, through ReadFile (so it is tracked and
+// decrypted like any other read), and hands out a reader of its own: the
+// tree underneath is shared by concurrent renders and must stay unchanged,
+// which the in-memory filesystem's own Open (it marks the node open) would
+// not leave it.
 func (g *guardedFS) Open(p string) (filesys.File, error) {
-	if err := g.guard(p); err != nil {
+	data, err := g.ReadFile(p)
+	if err != nil {
 		return nil, err
 	}
-	return g.FileSystem.Open(p)
+	return &readOnlyFile{Reader: bytes.NewReader(data), name: filepath.Base(p), size: int64(len(data))}, nil
 }
+
+// readOnlyFile is an opened file of a render.
+type readOnlyFile struct {
+	*bytes.Reader
+	name string
+	size int64
+}
+
+func (f *readOnlyFile) Write([]byte) (int, error) { return 0, errReadOnly }
+func (f *readOnlyFile) Close() error              { return nil }
+func (f *readOnlyFile) Stat() (os.FileInfo, error) {
+	return fileInfo{name: f.name, size: f.size}, nil
+}
+
+type fileInfo struct {
+	name string
+	size int64
+}
+
+func (i fileInfo) Name() string       { return i.name }
+func (i fileInfo) Size() int64        { return i.size }
+func (i fileInfo) Mode() os.FileMode  { return 0o444 }
+func (i fileInfo) ModTime() time.Time { return time.Time{} }
+func (i fileInfo) IsDir() bool        { return false }
+func (i fileInfo) Sys() any           { return nil }
 
 // listed notes that the render depends on a directory's listing, which
 // Inputs does not track.

@@ -46,17 +46,37 @@ type Options struct {
 // Build renders the overlay at opts.Path of repo. repo is read whole into
 // memory first; an fs.ReadLinkFS lets symlinks be checked rather than followed.
 func Build(ctx context.Context, repo fs.FS, opts Options) ([]*unstructured.Unstructured, error) {
-	dir, err := cleanPath(opts.Path)
+	t, err := Load(repo)
 	if err != nil {
 		return nil, err
 	}
+	return t.Build(ctx, opts)
+}
+
+// Tree is a revision of a repository loaded for rendering. Loading reads
+// every file, so a revision that several environments render is loaded
+// once and shared: a Tree serves any number of concurrent Builds.
+type Tree struct{ t *tree }
+
+// Load reads repo into memory for rendering.
+func Load(repo fs.FS) (*Tree, error) {
 	t, err := loadTree(repo)
+	if err != nil {
+		return nil, err
+	}
+	return &Tree{t: t}, nil
+}
+
+// Build renders the overlay at opts.Path of the tree.
+func (tr *Tree) Build(ctx context.Context, opts Options) ([]*unstructured.Unstructured, error) {
+	dir, err := cleanPath(opts.Path)
 	if err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	t := tr.t
 	gfs := &guardedFS{FileSystem: t.fs, escapes: t.escapes, decrypt: opts.Decrypter, inputs: opts.Inputs}
 	if opts.Inputs != nil && t.links > 0 {
 		opts.Inputs.markInexact()

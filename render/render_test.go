@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 
@@ -311,5 +313,45 @@ func TestBuildObjectsAreDeepCopyable(t *testing.T) {
 	}
 	for _, o := range objs {
 		_ = o.DeepCopy() // panics on non-JSON types
+	}
+}
+
+// TestTreeSharedByConcurrentBuilds: one loaded tree serves concurrent
+// builds of different overlays, each with its own decrypter and inputs,
+// with the same results as builds of their own (run with -race).
+func TestTreeSharedByConcurrentBuilds(t *testing.T) {
+	repo := os.DirFS(filepath.Join("testdata", "golden", "basic"))
+	tree, err := Load(repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := []string{"overlays/dev", "base"}
+	want := map[string][]byte{}
+	for _, p := range paths {
+		objs, err := Build(context.Background(), repo, Options{Path: p, Namespace: "ns", Decrypter: &upperDecrypter{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[p], _ = YAML(objs)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i := range 16 {
+		wg.Go(func() {
+			p := paths[i%len(paths)]
+			objs, err := tree.Build(context.Background(), Options{Path: p, Namespace: "ns", Decrypter: &upperDecrypter{}, Inputs: &Inputs{}})
+			if err != nil {
+				errs <- err
+				return
+			}
+			if got, _ := YAML(objs); !bytes.Equal(got, want[p]) {
+				errs <- fmt.Errorf("%s: a shared tree built something else:\n%s", p, got)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing/fstest"
 	"time"
@@ -38,7 +39,25 @@ type Git struct {
 	// during a write, and reads of one revision are quick and in memory.
 	mu   sync.RWMutex
 	repo *git.Repository
+
+	// snapshots are the trees of the commits read last, shared by every
+	// environment at that commit: a repository of many environments is
+	// read once per commit, not once per environment.
+	snapMu    sync.Mutex
+	snapshots []*snapshot
 }
+
+// snapshot is one commit's tree, read once.
+type snapshot struct {
+	hash plumbing.Hash
+	once sync.Once
+	rev  Revision
+	err  error
+}
+
+// keptSnapshots is how many commits' trees a source keeps: the heads of a
+// few branches.
+const keptSnapshots = 4
 
 var _ Source = (*Git)(nil)
 
@@ -165,12 +184,39 @@ func (g *Git) Revision(ctx context.Context, branch string) (Revision, error) {
 	if err != nil {
 		return Revision{}, err
 	}
-	rev, err := snapshotCommit(ctx, g.repo, hash)
+	rev, err := g.snapshot(ctx, hash)
 	if err != nil {
 		return Revision{}, g.errorf("branch %q: %w", branch, err)
 	}
 	rev.Source, rev.Branch = g.opts.Name, branch
 	return rev, nil
+}
+
+// snapshot returns the tree of a commit, reading it only if no caller has
+// yet. The caller holds g.mu for reading. A failed read is not kept.
+func (g *Git) snapshot(ctx context.Context, hash plumbing.Hash) (Revision, error) {
+	g.snapMu.Lock()
+	var s *snapshot
+	for _, k := range g.snapshots {
+		if k.hash == hash {
+			s = k
+		}
+	}
+	if s == nil {
+		s = &snapshot{hash: hash}
+		g.snapshots = append(g.snapshots, s)
+		if len(g.snapshots) > keptSnapshots {
+			g.snapshots = g.snapshots[1:]
+		}
+	}
+	g.snapMu.Unlock()
+	s.once.Do(func() { s.rev, s.err = snapshotCommit(ctx, g.repo, hash) })
+	if s.err != nil {
+		g.snapMu.Lock()
+		g.snapshots = slices.DeleteFunc(g.snapshots, func(k *snapshot) bool { return k == s })
+		g.snapMu.Unlock()
+	}
+	return s.rev, s.err
 }
 
 // Head returns the commit at the head of branch as of the last Fetch,
@@ -201,7 +247,7 @@ func (g *Git) RevisionAt(ctx context.Context, commit string) (Revision, error) {
 	if g.repo == nil {
 		return Revision{}, g.errorf("not fetched yet")
 	}
-	rev, err := snapshotCommit(ctx, g.repo, plumbing.NewHash(commit))
+	rev, err := g.snapshot(ctx, plumbing.NewHash(commit))
 	if err != nil {
 		return Revision{}, g.errorf("commit %s: %w", commit, err)
 	}
