@@ -122,8 +122,10 @@ func (c *Cluster) Apply(ctx context.Context, plan *Plan, opts ApplyOptions) (*Ou
 		}
 		return a.finish(), nil
 	}
-	if err := c.ensureInventoryNamespace(ctx); err != nil {
-		return nil, fmt.Errorf("apply %s: %w", plan.Environment, err)
+	if plan.inventory.cm == nil { // an inventory that exists has its namespace
+		if err := c.ensureInventoryNamespace(ctx); err != nil {
+			return nil, fmt.Errorf("apply %s: %w", plan.Environment, err)
+		}
 	}
 	if err := a.recordIntent(ctx); err != nil {
 		return nil, fmt.Errorf("apply %s: %w", plan.Environment, err)
@@ -261,6 +263,7 @@ func (a *applyRun) applied(id object.ObjMetadata, resp *unstructured.Unstructure
 	a.records[id] = record{Manifest: a.p.fingerprints[id], Fields: ownedFields(resp)}
 	a.seen[id] = resp
 	a.done[id] = true
+	a.c.cache.wroteObject(id, resp)
 }
 
 // skipRest marks every change not yet applied as skipped.

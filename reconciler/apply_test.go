@@ -32,14 +32,19 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// writes counts requests that can change the cluster; server-side dry-runs
-// (how a diff asks what would change) cannot.
+// writes counts the requests a Cluster makes: writes (requests that can
+// change the cluster), dry-runs (how a plan asks what would change), and the
+// reads beyond discovery.
 type writes struct {
-	n atomic.Int64
+	n       atomic.Int64 // writes
+	dryRuns atomic.Int64
+	reads   atomic.Int64 // GETs and LISTs, not discovery, not watches
 	// only, when set, limits counting to the requests it accepts.
 	only func(*http.Request) bool
 	// cut, when set, fails every request, as if the process were gone.
 	cut atomic.Bool
+	// cutAfter, when above 0, sets cut once that many writes went through.
+	cutAfter atomic.Int64
 }
 
 func (w *writes) RoundTrip(rt http.RoundTripper) http.RoundTripper {
@@ -48,14 +53,44 @@ func (w *writes) RoundTrip(rt http.RoundTripper) http.RoundTripper {
 			return nil, errors.New("connection cut by the test")
 		}
 		switch {
-		case r.Method == http.MethodGet, r.Method == http.MethodHead, r.Method == http.MethodOptions:
-		case r.URL.Query().Get("dryRun") == "All":
 		case w.only != nil && !w.only(r):
+		case r.Method == http.MethodGet, r.Method == http.MethodHead, r.Method == http.MethodOptions:
+			if !isDiscovery(r.URL.Path) && r.URL.Query().Get("watch") != "true" {
+				w.reads.Add(1)
+			}
+		case r.URL.Query().Get("dryRun") == "All":
+			w.dryRuns.Add(1)
+		case strings.HasSuffix(r.URL.Path, "/selfsubjectaccessreviews"):
 		default:
-			w.n.Add(1)
+			if n := w.n.Add(1); n == w.cutAfter.Load() {
+				w.cut.Store(true)
+			}
 		}
 		return rt.RoundTrip(r)
 	})
+}
+
+// reset zeroes the counts.
+func (w *writes) reset() {
+	w.n.Store(0)
+	w.dryRuns.Store(0)
+	w.reads.Store(0)
+}
+
+// isDiscovery reports the requests that find out which kinds the server
+// has (/api, /apis, /apis/GROUP/VERSION, /openapi/...), which kubectl's disk
+// cache usually answers.
+func isDiscovery(path string) bool {
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	switch {
+	case parts[0] == "openapi", parts[0] == "version":
+		return true
+	case parts[0] == "api":
+		return len(parts) <= 2
+	case parts[0] == "apis":
+		return len(parts) <= 3
+	}
+	return false
 }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)
@@ -63,6 +98,11 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 func connect(t testing.TB, w *writes) *Cluster {
+	t.Helper()
+	return connectWith(t, w, ClusterOptions{})
+}
+
+func connectWith(t testing.TB, w *writes, opts ClusterOptions) *Cluster {
 	t.Helper()
 	kubeconfig := clustertest.Kubeconfig(t)
 	flags := genericclioptions.NewConfigFlags(true)
@@ -73,7 +113,7 @@ func connect(t testing.TB, w *writes) *Cluster {
 			return c
 		}
 	}
-	c, err := NewCluster(flags, ClusterOptions{})
+	c, err := NewCluster(flags, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,8 +257,9 @@ func TestApplyExamples(t *testing.T) {
 	if n := out2.Count(ResultUnchanged); n != len(d.Objects) {
 		t.Errorf("second apply: %d of %d unchanged", n, len(d.Objects))
 	}
-	if n := w.n.Load(); n != 0 {
-		t.Errorf("an unchanged diff and apply made %d write requests, want 0", n)
+	if w.n.Load() != 0 || w.dryRuns.Load() != 0 || w.reads.Load() > int64(groups(d))+1 {
+		t.Errorf("an unchanged plan and apply made %d writes, %d dry-runs and %d reads; want 0, 0 and at most %d",
+			w.n.Load(), w.dryRuns.Load(), w.reads.Load(), groups(d)+1)
 	}
 }
 
@@ -404,10 +445,17 @@ spec:
 		want := ResultCreated
 		if o.Kind == "Deployment" {
 			want = ResultFailed
+			// The reason is the scheduler's, not just kstatus' summary.
+			if !strings.Contains(o.Error, "Unschedulable") || !strings.Contains(o.Error, "didn't match Pod's node affinity/selector") {
+				t.Errorf("the failure does not say why: %s", o.Error)
+			}
 		}
 		if o.Result != want {
 			t.Errorf("%s: %s (%s), want %s", o.ID(), o.Result, o.Error, want)
 		}
+	}
+	if err := out.Err(); err == nil || !strings.Contains(err.Error(), "Unschedulable") {
+		t.Errorf("the apply's error does not carry the reason: %v", err)
 	}
 	// Run again, with nothing to change: still not healthy, still failing.
 	again, err := c.Apply(context.Background(), plan(t, c, d), opts)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"maps"
+	"strconv"
 	"sync"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/cli-utils/pkg/common"
+	"sigs.k8s.io/cli-utils/pkg/object"
 )
 
 // watchSyncTimeout bounds the wait for a new watch's first list. One that
@@ -57,6 +59,10 @@ type objectCache struct {
 	tick      chan struct{}                        // closed at the next event
 	written   map[string]*corev1.ConfigMap         // inventories this process wrote, by environment
 	inv       *cachedInformer                      // the inventory ConfigMaps; nil without onChange
+	// applied holds the resourceVersion of each object this process just
+	// wrote, until its watch has caught up: a plan must not mistake the
+	// object as it was before the write for drift.
+	applied map[object.ObjMetadata]uint64
 }
 
 // informerKey is one watch: a resource type in one namespace, or in all
@@ -81,7 +87,7 @@ func newObjectCache(ctx context.Context, c *Cluster, opts cacheOptions) *objectC
 	}
 	oc := &objectCache{ctx: ctx, cluster: c, opts: opts,
 		informers: map[informerKey]*cachedInformer{}, wide: map[schema.GroupVersionResource]bool{},
-		tick: make(chan struct{}), written: map[string]*corev1.ConfigMap{}}
+		tick: make(chan struct{}), written: map[string]*corev1.ConfigMap{}, applied: map[object.ObjMetadata]uint64{}}
 	if opts.onChange != nil {
 		oc.inv = oc.startInventories()
 		oc.countWatches()
@@ -164,6 +170,38 @@ func (oc *objectCache) countWatches() {
 		n++
 	}
 	oc.cluster.metrics.setWatches(n)
+}
+
+// wroteObject remembers an object this process just wrote.
+func (oc *objectCache) wroteObject(id object.ObjMetadata, obj *unstructured.Unstructured) {
+	if oc == nil || obj == nil {
+		return
+	}
+	rv, err := strconv.ParseUint(obj.GetResourceVersion(), 10, 64)
+	if err != nil {
+		return
+	}
+	oc.mu.Lock()
+	defer oc.mu.Unlock()
+	oc.applied[id] = rv
+}
+
+// fresh reports whether a watched object is at least as new as this
+// process's last write of it; a resourceVersion that is not a number is
+// never trusted.
+func (oc *objectCache) fresh(id object.ObjMetadata, obj *unstructured.Unstructured) bool {
+	oc.mu.Lock()
+	defer oc.mu.Unlock()
+	wrote, ok := oc.applied[id]
+	if !ok {
+		return true
+	}
+	rv, err := strconv.ParseUint(obj.GetResourceVersion(), 10, 64)
+	if err != nil || rv < wrote {
+		return false
+	}
+	delete(oc.applied, id)
+	return true
 }
 
 // get returns an object from a store of this cache, or nil.

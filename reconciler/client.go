@@ -64,7 +64,7 @@ func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { retur
 var _ flowcontrol.RateLimiter = (*limits)(nil)
 
 func (l *limits) Wait(ctx context.Context) error {
-	if l.apf.Load() {
+	if l.apf.Load() || l.bucket.TryAccept() {
 		return nil
 	}
 	start := time.Now()

@@ -750,3 +750,140 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+// startDaemon runs a daemon for config (its sources on srv's repository
+// at url) until the test ends; the cluster counts requests into w.
+func startDaemon(t *testing.T, config string, url string, w *writes) (*Daemon, *prometheus.Registry) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	cfg, err := configParse(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := source.New(source.Options{Name: "deploy", URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sources := map[string]source.Source{"deploy": src}
+	log := slog.New(slog.DiscardHandler)
+	reg := prometheus.NewRegistry()
+	metrics := NewMetrics(reg)
+	cluster := connectWith(t, w, ClusterOptions{Metrics: metrics})
+	events := cluster.NewEvents()
+	t.Cleanup(events.Stop)
+	d := NewDaemon(DaemonOptions{Config: cfg, Sources: sources, Renderer: NewRenderer(cfg, sources, nil, log),
+		Cluster: cluster, Metrics: metrics, Events: events, Logger: log, Concurrency: 2})
+	done := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return d, reg
+}
+
+func configParse(s string) (*config.Config, error) { return config.Parse([]byte(s), "trueup.yaml") }
+
+func statusOf(d *Daemon, env string) EnvStatus {
+	for _, s := range d.Status() {
+		if s.Name == env {
+			return s
+		}
+	}
+	return EnvStatus{}
+}
+
+// TestDaemonIdleCostsNoRequests: once in sync, the daemon's resyncs are
+// answered by its watches — no request at all.
+func TestDaemonIdleCostsNoRequests(t *testing.T) {
+	srv := sourcetest.NewServer(t, sourcetest.Options{})
+	url := srv.CreateRepo("deploy", envFiles("d-idle", "one"))
+	requests := &writes{}
+	d, reg := startDaemon(t, `apiVersion: trueup.dev/v1alpha1
+kind: Config
+sources:
+  - {name: deploy, url: "`+url+`", interval: 1h}
+environments:
+  - {name: d-idle, source: deploy, path: envs/d-idle, namespace: d-idle, interval: 1s, selfHeal: true}
+`, url, requests)
+	eventually(t, "d-idle synced", func() error {
+		if s := statusOf(d, "d-idle"); s.Status != StatusSynced {
+			return fmt.Errorf("d-idle is %s (%s)", s.Status, s.LastError)
+		}
+		return nil
+	})
+
+	// d-idle resyncs every second: count what three resyncs cost.
+	resyncs := func() float64 {
+		mfs, _ := reg.Gather()
+		for _, mf := range mfs {
+			if mf.GetName() == "trueup_reconcile_total" {
+				return mf.GetMetric()[0].GetCounter().GetValue()
+			}
+		}
+		return 0
+	}
+	requests.reset()
+	start := resyncs()
+	eventually(t, "three resyncs", func() error {
+		if n := resyncs() - start; n < 3 {
+			return fmt.Errorf("%v resyncs so far", n)
+		}
+		return nil
+	})
+	if n := requests.n.Load() + requests.dryRuns.Load() + requests.reads.Load(); n != 0 {
+		t.Errorf("three resyncs in sync made %d requests (%d writes, %d dry-runs, %d reads), want 0",
+			n, requests.n.Load(), requests.dryRuns.Load(), requests.reads.Load())
+	}
+	// The namespaces, ConfigMaps and inventories.
+	if m := gathered(reg, "trueup_watches"); m != 3 {
+		t.Errorf("trueup_watches is %v, want 3", m)
+	}
+}
+
+// TestDaemonSaysWhyUnhealthy: an environment that cannot become healthy
+// says why — the scheduler's reason — in its status and its Event.
+func TestDaemonSaysWhyUnhealthy(t *testing.T) {
+	sick := envFiles("d-sick", "one")
+	sick["envs/d-sick/kustomization.yaml"] = "resources: [ns.yaml, cm.yaml, web.yaml]\n"
+	sick["envs/d-sick/web.yaml"] = unschedulable
+	srv := sourcetest.NewServer(t, sourcetest.Options{})
+	url := srv.CreateRepo("deploy", sick)
+	d, _ := startDaemon(t, `apiVersion: trueup.dev/v1alpha1
+kind: Config
+sources:
+  - {name: deploy, url: "`+url+`", interval: 1h}
+environments:
+  - {name: d-sick, source: deploy, path: envs/d-sick, namespace: d-sick, interval: 1h, timeout: 2s}
+`, url, nil)
+	eventually(t, "d-sick failed with the reason", func() error {
+		s := statusOf(d, "d-sick")
+		if s.Status != StatusFailed || !strings.Contains(s.LastError, "Deployment.apps/d-sick/web") || !strings.Contains(s.LastError, "Unschedulable") {
+			return fmt.Errorf("d-sick is %s: %q", s.Status, s.LastError)
+		}
+		return nil
+	})
+	cs := clientset(t)
+	eventually(t, "an Event with the reason", func() error {
+		list, err := cs.CoreV1().Events(DefaultInventoryNamespace).List(context.Background(), metav1.ListOptions{FieldSelector: "involvedObject.name=trueup-d-sick"})
+		if err != nil {
+			return err
+		}
+		for _, ev := range list.Items {
+			if ev.Reason == ReasonReconcileFailed && strings.Contains(ev.Message, "Unschedulable") {
+				return nil
+			}
+		}
+		return fmt.Errorf("no ReconcileFailed event with the reason among %d", len(list.Items))
+	})
+}
+
+// gathered returns a gauge or counter without labels from reg.
+func gathered(reg *prometheus.Registry, name string) float64 {
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			m := mf.GetMetric()[0]
+			return m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	return -1
+}

@@ -85,7 +85,7 @@ func (c *Cluster) waitHealthy(ctx context.Context, env string, ids []object.ObjM
 	}
 	stores := map[object.ObjMetadata]func() *unstructured.Unstructured{}
 	for id := range reasons {
-		stores[id] = c.watchOne(ctx, watched, id)
+		stores[id] = notOlder(c.watchOne(ctx, watched, id), known[id])
 	}
 	for {
 		changes := watched.changes()
@@ -106,6 +106,19 @@ func (c *Cluster) waitHealthy(ctx context.Context, env string, ids []object.ObjM
 		case <-ctx.Done():
 			return c.explain(ctx, reasons, stores)
 		}
+	}
+}
+
+// notOlder reads an object, but never an older generation than the one
+// known: right after an apply, a watch may still hold the object as it was
+// before, whose health says nothing about the new spec.
+func notOlder(read func() *unstructured.Unstructured, known *unstructured.Unstructured) func() *unstructured.Unstructured {
+	return func() *unstructured.Unstructured {
+		obj := read()
+		if known != nil && (obj == nil || obj.GetGeneration() < known.GetGeneration()) {
+			return known
+		}
+		return obj
 	}
 }
 

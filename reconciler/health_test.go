@@ -34,3 +34,33 @@ func TestHealthWaitsForJobCompletion(t *testing.T) {
 		})
 	}
 }
+
+// TestHealthNeverReadsAnOlderGeneration: right after an apply a watch may
+// still hold the object as it was, healthy at the old spec; the wait reads
+// what the apply returned until the watch has caught up.
+func TestHealthNeverReadsAnOlderGeneration(t *testing.T) {
+	at := func(generation int64) *unstructured.Unstructured {
+		u := &unstructured.Unstructured{}
+		u.SetGeneration(generation)
+		return u
+	}
+	applied := at(2)
+	for name, tc := range map[string]struct {
+		watched, want *unstructured.Unstructured
+	}{
+		"the watch is behind":       {watched: at(1), want: applied},
+		"the watch has not seen it": {watched: nil, want: applied},
+		"the watch caught up":       {watched: at(2), want: nil},
+		"the watch is ahead":        {watched: at(3), want: nil},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got := notOlder(func() *unstructured.Unstructured { return tc.watched }, applied)()
+			if tc.want == nil {
+				tc.want = tc.watched
+			}
+			if got != tc.want {
+				t.Errorf("read generation %d, want %d", got.GetGeneration(), tc.want.GetGeneration())
+			}
+		})
+	}
+}

@@ -118,7 +118,7 @@ func (c *Cluster) readGroup(ctx context.Context, g *group, absentNamespaces map[
 		// applied before trueup labelled its objects), so ask the server.
 		missing = nil
 		for _, id := range g.ids {
-			if obj := get(store, id.Namespace, id.Name); obj != nil {
+			if obj := get(store, id.Namespace, id.Name); obj != nil && c.cache.fresh(id, obj) {
 				found[id] = obj
 			} else {
 				missing = append(missing, id)

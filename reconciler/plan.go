@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -91,6 +92,8 @@ type Plan struct {
 	// force is the plan's ForceConflicts, for the apply of deferred objects.
 	force bool
 	took  time.Duration
+	// mu guards refreshed and deferred while dry-runs run concurrently.
+	mu sync.Mutex
 }
 
 // change returns the plan's change for id.
@@ -282,6 +285,8 @@ func (p *Plan) deferValidation(id object.ObjMetadata, why string) {
 	ch := p.change(id)
 	ch.Action, ch.Note = ActionCreate, why
 	ch.Diff = unified("", yamlOf(maskAll(normalize(p.objects[id]))))
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.deferred[id] = true
 }
 
@@ -322,7 +327,9 @@ func (c *Cluster) dryRun(ctx context.Context, p *Plan, id object.ObjMetadata, fo
 		// Unchanged. When trueup still owns the same fields, remember
 		// that, so that the next plan needs no dry-run for it.
 		if ownedFields(result) == ownedFields(live) {
+			p.mu.Lock()
 			p.refreshed[id] = record{Manifest: p.fingerprints[id], Fields: ownedFields(live)}
+			p.mu.Unlock()
 		}
 		return nil
 	}

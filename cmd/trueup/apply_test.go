@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"filippo.io/age"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -273,6 +274,34 @@ func TestFailuresLeaveTheClusterUntouched(t *testing.T) {
 		check(t, "render untouched", "envs/untouched/kustomization.yaml")
 		e.srv.Commit("deploy", "main", sourcetest.Change{Files: overlayFiles("untouched", "1")})
 	})
+	t.Run("invalid object in a namespace the commit creates", func(t *testing.T) {
+		// Beside it the Deployment changes and y leaves git: none of it may
+		// happen, and the new namespace may not be created either.
+		files := overlayFiles("untouched", "3")
+		files["envs/untouched/kustomization.yaml"] = strings.Replace(files["envs/untouched/kustomization.yaml"], " y.yaml,", " new-ns.yaml, bad.yaml,", 1)
+		files["envs/untouched/new-ns.yaml"] = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: untouched-new\n"
+		files["envs/untouched/bad.yaml"] = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\n  namespace: untouched-new\ndata:\n  \"not a valid key!\": x\n"
+		e.srv.Commit("deploy", "main", sourcetest.Change{Files: files})
+		check(t, "plan untouched", "ConfigMap/untouched-new/bad", "not a valid key")
+		if _, err := e.cs.CoreV1().Namespaces().Get(context.Background(), "untouched-new", metav1.GetOptions{}); err == nil {
+			t.Error("the namespace of a commit that cannot be applied was created")
+		}
+		e.srv.Commit("deploy", "main", sourcetest.Change{Files: overlayFiles("untouched", "1")})
+	})
+	t.Run("object of another environment", func(t *testing.T) {
+		other := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "z", Namespace: "untouched",
+			Annotations: map[string]string{"config.k8s.io/owning-inventory": "trueup-other"}}, Data: map[string]string{"k": "theirs"}}
+		if _, err := e.cs.CoreV1().ConfigMaps("untouched").Create(context.Background(), other, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		before = e.resourceVersions(t)
+		files := overlayFiles("untouched", "3")
+		files["envs/untouched/kustomization.yaml"] = strings.Replace(files["envs/untouched/kustomization.yaml"], " y.yaml,", " y.yaml, z.yaml,", 1)
+		files["envs/untouched/z.yaml"] = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: z}\ndata: {k: ours}\n"
+		e.srv.Commit("deploy", "main", sourcetest.Change{Files: files})
+		check(t, "plan untouched", "ConfigMap/untouched/z", "owned by another inventory (trueup-other)")
+		e.srv.Commit("deploy", "main", sourcetest.Change{Files: overlayFiles("untouched", "1")})
+	})
 	t.Run("wrong SOPS key", func(t *testing.T) {
 		id, err := age.GenerateX25519Identity()
 		if err != nil {
@@ -319,5 +348,26 @@ func TestMassPruneOptIns(t *testing.T) {
 	out, errOut, code = e.run(t, "apply")
 	if code != 0 || strings.Count(out, " pruned\n") != 5 {
 		t.Fatalf("allowMassPrune: true: exit %d, want 5 pruned:\n%s%s", code, out, errOut)
+	}
+}
+
+// TestApplySaysWhyUnhealthy: an object that does not become healthy within
+// the timeout fails the apply, and the output says why in the scheduler's
+// words; with wait: false the same apply succeeds at once.
+func TestApplySaysWhyUnhealthy(t *testing.T) {
+	e := newGitEnv(t, "why")
+	files := overlayFiles("why", "1")
+	files["envs/why/web.yaml"] = strings.Replace(files["envs/why/web.yaml"], "    spec:\n", "    spec:\n      nodeSelector: {pool: none}\n", 1)
+	e.srv.Commit("deploy", "main", sourcetest.Change{Files: files})
+	writeFile(t, e.config, strings.Replace(readFile(t, e.config), "timeout: 2m", "timeout: 3s", 1))
+	out, errOut, code := e.run(t, "apply")
+	if code < 2 || !strings.Contains(out, "Deployment.apps/why/web failed: not healthy within 3s: ") ||
+		!strings.Contains(out, "Unschedulable: 0/1 nodes are available") || !strings.Contains(out, "1 failed") ||
+		!strings.Contains(errOut, "Unschedulable") {
+		t.Fatalf("apply exit %d:\n%s%s", code, out, errOut)
+	}
+	writeFile(t, e.config, strings.Replace(readFile(t, e.config), "timeout: 3s", "timeout: 3s\n    wait: false", 1))
+	if out, errOut, code := e.run(t, "apply"); code != 0 || !strings.Contains(out, "0 failed") {
+		t.Fatalf("wait: false: exit %d:\n%s%s", code, out, errOut)
 	}
 }

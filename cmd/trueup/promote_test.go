@@ -185,7 +185,7 @@ environments:
 		t.Errorf("promote of the branch head for review: exit %d: %s %s", code, out, errOut)
 	}
 	if production() != promoted {
-		t.Error("a promotion for review moved production")
+		t.Errorf("a promotion for review moved production:\n%s", srv.Git("deploy", "log", "-3", "--format=%h %s", "production"))
 	}
 }
 

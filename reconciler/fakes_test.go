@@ -1,0 +1,83 @@
+package reconciler
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/trueup-dev/trueup/source"
+)
+
+// Hand-written fakes of the daemon's seams, for table tests of its
+// decisions. Tests that need what a cluster does use the real one.
+
+// fakeCluster plans what it is told and records the applies.
+type fakeCluster struct {
+	mu sync.Mutex
+	// changes is the plan's changes; nil plans no change.
+	changes []Change
+	planErr error
+	// failApply makes every applied object fail with this reason.
+	failApply string
+	plans     int
+	applies   []ApplyOptions
+}
+
+var _ clusterClient = (*fakeCluster)(nil)
+
+func (f *fakeCluster) Plan(_ context.Context, d *Desired, _ PlanOptions) (*Plan, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.plans++
+	if f.planErr != nil {
+		return nil, f.planErr
+	}
+	return &Plan{Environment: d.Environment, Revision: d.Revision.Commit, Changes: append([]Change(nil), f.changes...)}, nil
+}
+
+func (f *fakeCluster) Apply(_ context.Context, p *Plan, opts ApplyOptions) (*Outcome, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.applies = append(f.applies, opts)
+	out := &Outcome{Environment: p.Environment, Revision: p.Revision}
+	for _, ch := range p.Changes {
+		r := ObjectResult{Change: ch, Result: ResultConfigured}
+		if f.failApply != "" {
+			r.Result, r.Error = ResultFailed, f.failApply
+		}
+		out.Objects = append(out.Objects, r)
+	}
+	return out, nil
+}
+
+func (f *fakeCluster) StartCache(context.Context, *slog.Logger, func(string)) {}
+
+// fakeRenderer renders every environment at revision, or fails.
+type fakeRenderer struct {
+	revision string
+	err      error
+}
+
+var _ desiredRenderer = (*fakeRenderer)(nil)
+
+func (f *fakeRenderer) Render(_ context.Context, env string, _ bool) (*Desired, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	return &Desired{Environment: env, Revision: source.Revision{Commit: f.revision}}, nil
+}
+
+// fakeEvents records the reasons of the Events it is given.
+type fakeEvents struct {
+	mu      sync.Mutex
+	reasons []string
+}
+
+var _ eventRecorder = (*fakeEvents)(nil)
+
+func (f *fakeEvents) Eventf(env, _, reason, format string, args ...any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reasons = append(f.reasons, env+"/"+reason+": "+fmt.Sprintf(format, args...))
+}
