@@ -143,9 +143,14 @@ type Environment struct {
 	// SelfHeal re-applies objects whose live state drifted from git.
 	// Default false: drift is reported only.
 	SelfHeal bool
-	// Wait waits until applied objects are healthy (kstatus). Default true.
+	// Wait waits, stage by stage, until applied objects are healthy
+	// (kstatus; a Job once it completed), and fails the sync with the
+	// reason of each object that is not. false never waits for health:
+	// objects are still applied in dependency order, without waiting for
+	// a dependency to be healthy. Default true.
 	Wait bool
-	// Timeout bounds one apply, including the wait. Default 5m.
+	// Timeout bounds one apply: the waits for health, for CRDs to be
+	// established and for replaced objects to be gone. Default 5m.
 	Timeout time.Duration
 	// DependsOn names environments that must be healthy first. Default: none.
 	DependsOn []string

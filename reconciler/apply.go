@@ -263,7 +263,7 @@ func (a *applyRun) applied(id object.ObjMetadata, resp *unstructured.Unstructure
 	a.records[id] = record{Manifest: a.p.fingerprints[id], Fields: ownedFields(resp)}
 	a.seen[id] = resp
 	a.done[id] = true
-	a.c.cache.wroteObject(id, resp)
+	a.c.watches().wroteObject(id, resp)
 }
 
 // skipRest marks every change not yet applied as skipped.

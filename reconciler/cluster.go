@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -65,8 +66,8 @@ type Cluster struct {
 	requests    chan struct{}
 	concurrency int
 
-	// cache, when set (the daemon), serves live state from watches.
-	cache *objectCache
+	// cache, while a daemon runs, serves live state from watches.
+	cache atomic.Pointer[objectCache]
 
 	mu             sync.Mutex
 	inventoryNSSet bool // the inventory namespace is known to exist
@@ -110,10 +111,16 @@ func NewCluster(getter genericclioptions.RESTClientGetter, opts ClusterOptions) 
 // onChange is called with the environment whose applied object someone
 // changed or deleted.
 func (c *Cluster) StartCache(ctx context.Context, log *slog.Logger, onChange func(env string)) {
-	c.cache = newObjectCache(ctx, c, cacheOptions{
+	oc := newObjectCache(ctx, c, cacheOptions{
 		log: log, onChange: onChange, selector: EnvironmentLabel, clusterWide: true,
 	})
+	c.cache.Store(oc)
+	context.AfterFunc(ctx, func() { c.cache.CompareAndSwap(oc, nil) }) // its watches stop with ctx
 }
+
+// watches returns the running watch cache, or nil (the CLI, a stopped
+// daemon): every method of a nil cache says it has nothing.
+func (c *Cluster) watches() *objectCache { return c.cache.Load() }
 
 // mapping maps a kind to its API resource.
 func (c *Cluster) mapping(gk schema.GroupKind, version string) (*meta.RESTMapping, error) {

@@ -77,7 +77,7 @@ func (c *Cluster) waitHealthy(ctx context.Context, env string, ids []object.ObjM
 	if len(reasons) == 0 {
 		return reasons
 	}
-	watched := c.cache
+	watched := c.watches()
 	if watched == nil {
 		wctx, stop := context.WithCancel(ctx)
 		defer stop()

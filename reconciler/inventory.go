@@ -78,7 +78,7 @@ func (c *Cluster) inventoryInfo(env string) inventory.Info {
 // readInventory reads an environment's inventory: from the daemon's watch
 // when it has an up-to-date copy, else with one GET.
 func (c *Cluster) readInventory(ctx context.Context, env string) (*inventoryState, error) {
-	cm, ok := c.cache.inventory(env)
+	cm, ok := c.watches().inventory(env)
 	if !ok {
 		var err error
 		cm, err = c.clientset.CoreV1().ConfigMaps(c.inventoryNamespace).Get(ctx, inventoryName(env), metav1.GetOptions{})
@@ -144,7 +144,7 @@ func (c *Cluster) writeInventory(ctx context.Context, st *inventoryState, record
 		return fmt.Errorf("write inventory of %s: %w", st.env, err)
 	}
 	st.cm, st.records = cm, maps.Clone(records)
-	c.cache.wroteInventory(st.env, cm)
+	c.watches().wroteInventory(st.env, cm)
 	return nil
 }
 

@@ -108,17 +108,17 @@ func (c *Cluster) readGroups(ctx context.Context, groups []*group, st *liveState
 func (c *Cluster) readGroup(ctx context.Context, g *group, absentNamespaces map[string]bool) (map[object.ObjMetadata]*unstructured.Unstructured, error) {
 	found := map[object.ObjMetadata]*unstructured.Unstructured{}
 	if g.namespace != "" && absentNamespaces[g.namespace] {
-		c.cache.watch(g.mapping, g.namespace) // for when the apply has created them
+		c.watches().watch(g.mapping, g.namespace) // for when the apply has created them
 		return found, nil
 	}
 	missing := g.ids
-	if store, ok := c.cache.store(g.mapping, g.namespace); ok {
+	if store, ok := c.watches().store(g.mapping, g.namespace); ok {
 		// The watch sees only objects with trueup's label: one that is
 		// not there may still exist without it (made by someone else, or
 		// applied before trueup labelled its objects), so ask the server.
 		missing = nil
 		for _, id := range g.ids {
-			if obj := get(store, id.Namespace, id.Name); obj != nil && c.cache.fresh(id, obj) {
+			if obj := get(store, id.Namespace, id.Name); obj != nil && c.watches().fresh(id, obj) {
 				found[id] = obj
 			} else {
 				missing = append(missing, id)
