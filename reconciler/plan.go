@@ -91,6 +91,8 @@ type Plan struct {
 	deferred map[object.ObjMetadata]bool
 	// force is the plan's ForceConflicts, for the apply of deferred objects.
 	force bool
+	// showDiff is the plan's Diff option.
+	showDiff bool
 	took  time.Duration
 	// mu guards refreshed and deferred while dry-runs run concurrently.
 	mu sync.Mutex
@@ -133,6 +135,9 @@ type PlanOptions struct {
 	Prune bool
 	// ForceConflicts takes ownership of fields other managers own.
 	ForceConflicts bool
+	// Diff fills in each change's unified diff (what `trueup diff` shows);
+	// an apply does without.
+	Diff bool
 }
 
 // ObjectError is an object that an apply would fail on.
@@ -159,7 +164,8 @@ func (c *Cluster) Plan(ctx context.Context, desired *Desired, opts PlanOptions) 
 	}
 	p := &Plan{Environment: env, Revision: desired.Revision.Commit, Inventory: len(inv.records), inventory: inv,
 		objects: map[object.ObjMetadata]*unstructured.Unstructured{}, fingerprints: map[object.ObjMetadata]string{},
-		refreshed: map[object.ObjMetadata]record{}, deferred: map[object.ObjMetadata]bool{}, force: opts.ForceConflicts}
+		refreshed: map[object.ObjMetadata]record{}, deferred: map[object.ObjMetadata]bool{}, force: opts.ForceConflicts,
+		showDiff: opts.Diff}
 	info := c.inventoryInfo(env)
 	var prepared object.UnstructuredSet
 	var order object.ObjMetadataSet
@@ -284,7 +290,7 @@ func objectFailures(failures []error) error {
 func (p *Plan) deferValidation(id object.ObjMetadata, why string) {
 	ch := p.change(id)
 	ch.Action, ch.Note = ActionCreate, why
-	ch.Diff = unified("", yamlOf(maskAll(normalize(p.objects[id]))))
+	p.setDiff(ch, nil, normalize(p.objects[id]))
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.deferred[id] = true
@@ -304,13 +310,13 @@ func (c *Cluster) dryRun(ctx context.Context, p *Plan, id object.ObjMetadata, fo
 			return nil
 		}
 		ch.Action = ActionCreate
-		ch.Diff = unified("", yamlOf(maskAll(normalize(obj))))
+		p.setDiff(ch, nil, normalize(obj))
 		return err
 	}
 	result, err := c.serverSideApply(ctx, obj, force, true)
 	if apierrors.IsInvalid(err) && live != nil && obj.GetAnnotations()[ForceAnnotation] == ForceEnabled {
 		ch.Action = ActionReplace
-		ch.Diff = unified(yamlOf(maskAll(normalize(live))), yamlOf(maskAll(normalize(obj))))
+		p.setDiff(ch, normalize(live), normalize(obj))
 		return nil
 	}
 	if err != nil {
@@ -319,7 +325,7 @@ func (c *Cluster) dryRun(ctx context.Context, p *Plan, id object.ObjMetadata, fo
 	after := normalize(result)
 	if live == nil {
 		ch.Action = ActionCreate
-		ch.Diff = unified("", yamlOf(maskAll(after)))
+		p.setDiff(ch, nil, after)
 		return nil
 	}
 	before := normalize(live)
@@ -334,9 +340,29 @@ func (c *Cluster) dryRun(ctx context.Context, p *Plan, id object.ObjMetadata, fo
 		return nil
 	}
 	ch.Action = ActionUpdate
-	maskSecretPair(before, after)
-	ch.Diff = unified(yamlOf(before), yamlOf(after))
+	p.setDiff(ch, before, after)
 	return nil
+}
+
+// setDiff writes the change's diff text, when the plan shows diffs, with
+// Secret values masked: on both sides of an update, keys that changed
+// visible; everywhere else, every value.
+func (p *Plan) setDiff(ch *Change, before, after map[string]any) {
+	if !p.showDiff {
+		return
+	}
+	if before != nil && after != nil && ch.Action == ActionUpdate {
+		maskSecretPair(before, after)
+		ch.Diff = unified(yamlOf(before), yamlOf(after))
+		return
+	}
+	if before != nil {
+		maskAll(before)
+	}
+	if after != nil {
+		maskAll(after)
+	}
+	ch.Diff = unified(yamlOf(before), yamlOf(after))
 }
 
 // creates reports whether the plan creates an object of the kind and name.
@@ -354,7 +380,7 @@ func (p *Plan) planPrunes(order object.ObjMetadataSet) {
 			continue // gone, kept, or since taken by another inventory
 		}
 		ch := newChange(id, ActionPrune)
-		ch.Diff = unified(yamlOf(maskAll(normalize(live))), "")
+		p.setDiff(&ch, normalize(live), nil)
 		p.Changes = append(p.Changes, ch)
 	}
 	sort.SliceStable(p.Changes, func(i, j int) bool {

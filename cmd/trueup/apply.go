@@ -40,7 +40,7 @@ anything failed or did not become healthy, naming each object and why.`,
 			if err := o.validate(); err != nil {
 				return err
 			}
-			plan, run, err := g.plan(cmd, args[0], &o.clusterOptions, o.ForceConflicts)
+			plan, run, err := g.plan(cmd, args[0], &o.clusterOptions, reconciler.PlanOptions{ForceConflicts: o.ForceConflicts})
 			if err != nil {
 				return err
 			}

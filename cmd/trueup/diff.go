@@ -54,7 +54,7 @@ Exit status, as kubectl diff: 0 no changes, 1 changes, 2 or more an error.`,
 			if err := o.validate(); err != nil {
 				return err
 			}
-			plan, _, err := g.plan(cmd, args[0], &o.clusterOptions, o.ForceConflicts)
+			plan, _, err := g.plan(cmd, args[0], &o.clusterOptions, reconciler.PlanOptions{ForceConflicts: o.ForceConflicts, Diff: true})
 			if err != nil {
 				return err
 			}

@@ -70,9 +70,10 @@ type planRun struct {
 	cluster *reconciler.Cluster
 }
 
-// plan renders an environment and diffs it against the cluster. Any failure
-// here comes before a single write, so nothing is applied or pruned.
-func (g *globalOptions) plan(cmd *cobra.Command, envName string, co *clusterOptions, force bool) (*reconciler.Plan, *planRun, error) {
+// plan renders an environment and plans it against the cluster. Any
+// failure here comes before a single write, so nothing is applied or pruned.
+// The environment's prune setting fills in opts.Prune.
+func (g *globalOptions) plan(cmd *cobra.Command, envName string, co *clusterOptions, opts reconciler.PlanOptions) (*reconciler.Plan, *planRun, error) {
 	w, err := g.wire(cmd)
 	if err != nil {
 		return nil, nil, err
@@ -89,7 +90,8 @@ func (g *globalOptions) plan(cmd *cobra.Command, envName string, co *clusterOpti
 	if err != nil {
 		return nil, nil, err
 	}
-	plan, err := cluster.Plan(cmd.Context(), desired, reconciler.PlanOptions{Prune: env.Prune, ForceConflicts: force})
+	opts.Prune = env.Prune
+	plan, err := cluster.Plan(cmd.Context(), desired, opts)
 	if err != nil {
 		return nil, nil, err
 	}
