@@ -217,11 +217,13 @@ func Parse(data []byte, filename string) (*Config, error) {
 // Environment returns the environment called name. The error lists the known
 // names, since it usually answers a mistyped command-line argument.
 func (c *Config) Environment(name string) (*Environment, error) {
-	names := make([]string, len(c.Environments))
 	for i := range c.Environments {
 		if c.Environments[i].Name == name {
 			return &c.Environments[i], nil
 		}
+	}
+	names := make([]string, len(c.Environments))
+	for i := range c.Environments {
 		names[i] = c.Environments[i].Name
 	}
 	return nil, fmt.Errorf("no environment %q in the config (have: %s)", name, strings.Join(names, ", "))

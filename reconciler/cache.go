@@ -259,6 +259,7 @@ func (oc *objectCache) start(key informerKey) *cachedInformer {
 	selector := oc.opts.selector
 	inf := dynamicinformer.NewFilteredDynamicInformer(oc.cluster.dynamic, key.resource, key.namespace, 0,
 		cache.Indexers{}, func(o *metav1.ListOptions) { o.LabelSelector = selector }).Informer()
+	_ = inf.SetTransform(onlyOwnFields)
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		// An add is a new object, or one seen by the watch's first list,
 		// which may already hold an edit made since the apply: either way
@@ -288,6 +289,28 @@ func (oc *objectCache) run(inf cache.SharedIndexInformer, logArgs ...any) *cache
 	logger := logr.FromSlogHandler(oc.opts.log.With(append([]any{"component", "watch"}, logArgs...)...).Handler())
 	go inf.RunWithContext(klog.NewContext(ctx, logger))
 	return &cachedInformer{store: inf.GetStore(), synced: inf.HasSynced, stop: stop}
+}
+
+// onlyOwnFields keeps, of a watched object's managedFields, trueup's own
+// entries, the only ones any decision reads: other managers' entries (the
+// controllers' status updates) are most of a cached workload's memory.
+func onlyOwnFields(obj any) (any, error) {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return obj, nil
+	}
+	md, _ := u.Object["metadata"].(map[string]any)
+	entries, _ := md["managedFields"].([]any)
+	own := entries[:0]
+	for _, e := range entries {
+		if m, ok := e.(map[string]any); ok && m["manager"] == FieldManager {
+			own = append(own, e)
+		}
+	}
+	if len(entries) > 0 {
+		md["managedFields"] = own
+	}
+	return u, nil
 }
 
 // notify tells the daemon which environment's object changed.

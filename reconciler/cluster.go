@@ -12,7 +12,9 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/dynamic"
@@ -106,16 +108,30 @@ func NewCluster(getter genericclioptions.RESTClientGetter, opts ClusterOptions) 
 	}, nil
 }
 
-// StartCache makes the cluster serve live state from watches until ctx ends,
-// as the daemon does: a plan at an unchanged revision then costs no request.
-// onChange is called with the environment whose applied object someone
-// changed or deleted.
-func (c *Cluster) StartCache(ctx context.Context, log *slog.Logger, onChange func(env string)) {
+// StartCache makes the cluster serve the live state of envs' objects from
+// watches until ctx ends, as the daemon does: a plan at an unchanged
+// revision then costs no request. The watches select objects by their
+// environment label, so they hold these environments' objects and nothing
+// else of the cluster. onChange is called with the environment whose
+// applied object someone changed or deleted.
+func (c *Cluster) StartCache(ctx context.Context, log *slog.Logger, envs []string, onChange func(env string)) {
 	oc := newObjectCache(ctx, c, cacheOptions{
-		log: log, onChange: onChange, selector: EnvironmentLabel, clusterWide: true,
+		log: log, onChange: onChange, selector: environmentSelector(envs), clusterWide: true,
 	})
 	c.cache.Store(oc)
 	context.AfterFunc(ctx, func() { c.cache.CompareAndSwap(oc, nil) }) // its watches stop with ctx
+}
+
+// environmentSelector selects the objects of envs.
+func environmentSelector(envs []string) string {
+	if len(envs) == 0 {
+		return EnvironmentLabel
+	}
+	req, err := labels.NewRequirement(EnvironmentLabel, selection.In, envs)
+	if err != nil {
+		return EnvironmentLabel // names are DNS labels, valid values; the watch just holds more
+	}
+	return labels.NewSelector().Add(*req).String()
 }
 
 // watches returns the running watch cache, or nil (the CLI, a stopped

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -37,9 +39,10 @@ type DaemonOptions struct {
 type clusterClient interface {
 	Plan(ctx context.Context, desired *Desired, opts PlanOptions) (*Plan, error)
 	Apply(ctx context.Context, plan *Plan, opts ApplyOptions) (*Outcome, error)
-	// StartCache serves live state from watches until ctx ends, and calls
-	// onChange with the environment of an object someone changed.
-	StartCache(ctx context.Context, log *slog.Logger, onChange func(env string))
+	// StartCache serves the live state of envs' objects from watches until
+	// ctx ends, and calls onChange with the environment of an object
+	// someone changed.
+	StartCache(ctx context.Context, log *slog.Logger, envs []string, onChange func(env string))
 }
 
 var _ clusterClient = (*Cluster)(nil)
@@ -168,7 +171,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.standby = false
 	d.mu.Unlock()
 	if d.opts.Cluster != nil {
-		d.opts.Cluster.StartCache(ctx, d.log, d.suspectDrift)
+		d.opts.Cluster.StartCache(ctx, d.log, slices.Sorted(maps.Keys(d.envs)), d.suspectDrift)
 	}
 	var wg sync.WaitGroup
 	for _, s := range d.sources {

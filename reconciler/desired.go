@@ -70,11 +70,13 @@ type loadedTree struct {
 // keptTrees is how many loaded revisions the Renderer keeps.
 const keptTrees = 4
 
-// rendered is an environment's last render and what it read.
+// rendered is an environment's last render and what it read. The objects
+// are kept as JSON, a fraction of their size as maps: a daemon of many
+// environments keeps one render of each.
 type rendered struct {
 	revision source.Revision
 	inputs   *render.Inputs
-	objects  []*unstructured.Unstructured
+	objects  [][]byte
 }
 
 // NewRenderer wires a Renderer. sources maps source names to their Source;
@@ -107,7 +109,7 @@ func (r *Renderer) Render(ctx context.Context, envName string, fetch bool) (*Des
 	r.mu.Unlock()
 	if hr, ok := src.(headReader); ok && last != nil {
 		if head, err := hr.Head(ctx, env.Branch); err == nil && head == last.revision.Commit {
-			return &Desired{Environment: env.Name, Revision: last.revision, Objects: deepCopy(last.objects)}, nil
+			return last.desired(env.Name, last.revision)
 		}
 	}
 	rev, err := src.Revision(ctx, env.Branch)
@@ -121,7 +123,7 @@ func (r *Renderer) Render(ctx context.Context, envName string, fetch bool) (*Des
 		r.cache[env.Name] = &rendered{revision: rev, inputs: last.inputs, objects: last.objects}
 		r.mu.Unlock()
 		log.Debug("inputs unchanged; render reused", "revision", rev.Short())
-		return &Desired{Environment: env.Name, Revision: rev, Objects: deepCopy(last.objects)}, nil
+		return last.desired(env.Name, rev)
 	}
 	start := time.Now()
 	inputs := &render.Inputs{}
@@ -139,8 +141,12 @@ func (r *Renderer) Render(ctx context.Context, envName string, fetch bool) (*Des
 	if err != nil {
 		return nil, fmt.Errorf("render %s: %w", env.Name, err)
 	}
+	frozen, err := freeze(objs)
+	if err != nil {
+		return nil, fmt.Errorf("render %s: %w", env.Name, err)
+	}
 	r.mu.Lock()
-	r.cache[env.Name] = &rendered{revision: rev, inputs: inputs, objects: deepCopy(objs)}
+	r.cache[env.Name] = &rendered{revision: rev, inputs: inputs, objects: frozen}
 	r.mu.Unlock()
 	log.Debug("rendered", "revision", rev.Short(), "objects", len(objs), "duration", time.Since(start))
 	desired := &Desired{Environment: env.Name, Revision: rev, Objects: objs}
@@ -177,11 +183,27 @@ func (r *Renderer) tree(rev source.Revision) (*render.Tree, error) {
 	return lt.tree, lt.err
 }
 
-// deepCopy keeps the cache apart from what callers do with their objects.
-func deepCopy(objs []*unstructured.Unstructured) []*unstructured.Unstructured {
-	out := make([]*unstructured.Unstructured, len(objs))
-	for i, o := range objs {
-		out[i] = o.DeepCopy()
+// desired returns the cached render as the objects at rev, fresh copies
+// that callers may change.
+func (c *rendered) desired(env string, rev source.Revision) (*Desired, error) {
+	objs := make([]*unstructured.Unstructured, len(c.objects))
+	for i, data := range c.objects {
+		objs[i] = &unstructured.Unstructured{}
+		if err := objs[i].UnmarshalJSON(data); err != nil {
+			return nil, fmt.Errorf("render %s: cached object: %w", env, err)
+		}
 	}
-	return out
+	return &Desired{Environment: env, Revision: rev, Objects: objs}, nil
+}
+
+func freeze(objs []*unstructured.Unstructured) ([][]byte, error) {
+	out := make([][]byte, len(objs))
+	for i, o := range objs {
+		data, err := o.MarshalJSON()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = data
+	}
+	return out, nil
 }

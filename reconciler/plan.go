@@ -93,7 +93,7 @@ type Plan struct {
 	force bool
 	// showDiff is the plan's Diff option.
 	showDiff bool
-	took  time.Duration
+	took     time.Duration
 	// mu guards refreshed and deferred while dry-runs run concurrently.
 	mu sync.Mutex
 }
