@@ -36,7 +36,11 @@ test: testbin ## run every test against a real local control plane and git serve
 	cd tools && $(GO_TEST) -count=1 -timeout 20m ./...
 
 .PHONY: bench
-bench: testbin ## run the benchmarks and write bench.txt
+bench: build testbin ## trueup, kubectl and Flux's ssa side by side on the local control plane; writes docs/benchmarks.md
+	cd tools && go run ./cmd/bench -trueup $(BIN)/trueup -assets $(K8S_BIN) -out $(CURDIR)/docs/benchmarks.md $(BENCH_FLAGS)
+
+.PHONY: microbench
+microbench: testbin ## the Go micro-benchmarks, written to bench.txt
 	$(GO_TEST) -run '^$$' -bench . -benchmem -count 5 ./... | tee bench.txt
 
 .PHONY: fuzz

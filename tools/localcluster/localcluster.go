@@ -3,6 +3,12 @@
 // kube-controller-manager, kube-scheduler and a simulated node. Everything
 // the real controllers do — rollouts, Job completion, volume binding — happens
 // for real; only kubelets are simulated.
+//
+// It is sized for thousands of objects: Services get addresses from
+// ServiceCIDR (a /16), the node takes nodesim.MaxPods Pods, and the
+// controllers and scheduler talk to the API server without client-side
+// throttling worth the name (ComponentQPS) and with more workers than their
+// defaults (see controllerManagerArgs).
 package localcluster
 
 import (
@@ -72,6 +78,8 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		ControlPlaneStartTimeout: 3 * time.Minute,
 		ControlPlaneStopTimeout:  time.Minute,
 	}
+	// envtest's default range is a /24: 254 Services at most.
+	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", ServiceCIDR)
 	log.Info("starting etcd and kube-apiserver")
 	cfg, err := env.Start()
 	if err != nil {
@@ -102,23 +110,9 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	}
 	certDir := env.ControlPlane.APIServer.CertDir
 
-	// Serving ports are off (0) so that several clusters can run at once.
 	components := map[string][]string{
-		"kube-controller-manager": {
-			"--kubeconfig=" + adminKubeconfig,
-			"--leader-elect=false",
-			"--secure-port=0",
-			"--controllers=*",
-			"--use-service-account-credentials=false",
-			"--service-account-private-key-file=" + filepath.Join(certDir, "sa-signer.key"),
-			"--root-ca-file=" + caFile,
-			"--concurrent-deployment-syncs=10",
-		},
-		"kube-scheduler": {
-			"--kubeconfig=" + adminKubeconfig,
-			"--leader-elect=false",
-			"--secure-port=0",
-		},
+		"kube-controller-manager": controllerManagerArgs(adminKubeconfig, certDir, caFile),
+		"kube-scheduler":          schedulerArgs(adminKubeconfig),
 	}
 	for name, args := range components {
 		logFile, err := os.Create(filepath.Join(logs, name+".log"))
@@ -142,9 +136,15 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
+	simCfg := rest.CopyConfig(cfg)
+	simCfg.QPS, simCfg.Burst = ComponentQPS, ComponentBurst
+	simClient, err := kubernetes.NewForConfig(simCfg)
+	if err != nil {
+		return nil, err
+	}
 	simCtx, cancel := context.WithCancel(context.Background())
 	c.cancel, c.simErr = cancel, make(chan error, 1)
-	sim := nodesim.New(cs, nodesim.Options{VolumeDir: filepath.Join(opts.Dir, "volumes"), Logger: log.With("component", "nodesim")})
+	sim := nodesim.New(simClient, nodesim.Options{VolumeDir: filepath.Join(opts.Dir, "volumes"), Logger: log.With("component", "nodesim")})
 	go func() { c.simErr <- sim.Run(simCtx) }()
 
 	log.Info("waiting for the node and the controllers")
@@ -160,6 +160,54 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	}
 	log.Info("control plane ready", "kubeconfig", c.Kubeconfig)
 	return c, nil
+}
+
+// ServiceCIDR is the Services' address range: room for 65,534 ClusterIPs.
+const ServiceCIDR = "10.0.0.0/16"
+
+// ComponentQPS and ComponentBurst are the client rate limits of the
+// controller manager, the scheduler and the node simulator. Their defaults
+// (20 QPS and less) take minutes to work through thousands of objects.
+const (
+	ComponentQPS   = 500
+	ComponentBurst = 1000
+)
+
+// controllerManagerArgs are kube-controller-manager's flags. Its serving port
+// is off (0) so that several clusters can run at once. It is not given
+// --service-cluster-ip-range: the flag only matters with
+// --allocate-node-cidrs, which is off; ClusterIPs are the API server's.
+func controllerManagerArgs(kubeconfig, certDir, caFile string) []string {
+	return []string{
+		"--kubeconfig=" + kubeconfig,
+		"--leader-elect=false",
+		"--secure-port=0",
+		"--controllers=*",
+		"--use-service-account-credentials=false",
+		"--service-account-private-key-file=" + filepath.Join(certDir, "sa-signer.key"),
+		"--root-ca-file=" + caFile,
+		fmt.Sprintf("--kube-api-qps=%d", ComponentQPS),
+		fmt.Sprintf("--kube-api-burst=%d", ComponentBurst),
+		"--concurrent-deployment-syncs=25",
+		"--concurrent-replicaset-syncs=25",
+		"--concurrent-job-syncs=25",
+		"--concurrent-statefulset-syncs=10",
+		"--concurrent-namespace-syncs=25",
+		"--concurrent-gc-syncs=50",
+		"--concurrent-service-endpoint-syncs=25",
+		"--concurrent-serviceaccount-token-syncs=25",
+	}
+}
+
+// schedulerArgs are kube-scheduler's flags, serving port off as above.
+func schedulerArgs(kubeconfig string) []string {
+	return []string{
+		"--kubeconfig=" + kubeconfig,
+		"--leader-elect=false",
+		"--secure-port=0",
+		fmt.Sprintf("--kube-api-qps=%d", ComponentQPS),
+		fmt.Sprintf("--kube-api-burst=%d", ComponentBurst),
+	}
 }
 
 // waitReady polls until the node is Ready and the controller manager has

@@ -1,8 +1,32 @@
 // Package nodesim stands in for kubelets on a control plane that has none:
-// it registers a Node, keeps it healthy, reports the Pods scheduled to it as
-// running (and Pods of Jobs as succeeded), and provisions volumes for claims.
-// Whether a Deployment is Available or a Job Complete is still decided by
-// the real controllers from those Pod statuses.
+// it registers a Node (room for MaxPods Pods), keeps it healthy, reports the
+// Pods scheduled to it as a kubelet would, and provisions volumes for
+// claims. Whether a Deployment is Available or a Job Complete or Failed is
+// still decided by the real controllers from those Pod statuses. Pods the
+// scheduler cannot place never reach the node and are left alone (the
+// scheduler itself reports PodScheduled=False, reason Unschedulable).
+//
+// A container's image reference decides how it fares, so that tests can
+// see real health reasons:
+//
+//   - contains "pull-error": the image never pulls. The container waits with
+//     reason ErrImagePull, and from PullBackOffAfter after the Pod started
+//     with reason ImagePullBackOff, message `Back-off pulling image "IMAGE"`.
+//     The Pod stays Pending and not Ready.
+//   - contains "crash-loop" or "exit-1": the container exits with code 1
+//     each time it starts. With restartPolicy Always or OnFailure it is
+//     restarted: it waits with reason CrashLoopBackOff, message `back-off
+//     10s restarting failed container=CONTAINER pod=POD_NAMESPACE(UID)`, its
+//     lastState is terminated with exit code 1 (reason Error) and
+//     restartCount is 1; the Pod is Running and not Ready. With
+//     restartPolicy Never (a Job's Pod, usually) it stays terminated with
+//     exit code 1, reason Error, and the Pod is Failed once no container
+//     runs, so the Job controller counts a failure.
+//   - anything else: the container runs and is Ready; in a Pod of a Job it
+//     exits 0 and the Pod Succeeded.
+//
+// The conventions look at regular containers; init containers always
+// complete. "pull-error" wins when an image has several.
 package nodesim
 
 import (
@@ -10,7 +34,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -19,11 +42,15 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/cache"
 )
+
+// MaxPods is the node's Pod capacity.
+const MaxPods = 10000
+
+// PullBackOffAfter is how long after a Pod's start a "pull-error" container
+// turns from ErrImagePull to ImagePullBackOff.
+const PullBackOffAfter = 2 * time.Second
 
 // Options configure the simulated node.
 type Options struct {
@@ -31,6 +58,8 @@ type Options struct {
 	NodeName string
 	// VolumeDir is where hostPath volumes would live (nothing is written).
 	VolumeDir string
+	// Workers is how many Pods are synced at once. Default 16.
+	Workers int
 	// Logger receives what the simulator does.
 	Logger *slog.Logger
 }
@@ -45,10 +74,14 @@ type Simulator struct {
 	nextIP netip.Addr
 }
 
-// New returns a Simulator; Run starts it.
+// New returns a Simulator; Run starts it. Give it a client without tight
+// rate limits: each Pod costs a status update.
 func New(cs kubernetes.Interface, opts Options) *Simulator {
 	if opts.NodeName == "" {
 		opts.NodeName = "localnode"
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 16
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -65,28 +98,15 @@ func (s *Simulator) Run(ctx context.Context) error {
 	if err := s.register(ctx); err != nil {
 		return fmt.Errorf("register node %s: %w", s.opts.NodeName, err)
 	}
-	pods := informers.NewSharedInformerFactoryWithOptions(s.cs, 30*time.Second,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", s.opts.NodeName).String()
-		}))
-	_, err := pods.Core().V1().Pods().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { s.syncPod(ctx, obj.(*corev1.Pod)) },
-		UpdateFunc: func(_, obj any) { s.syncPod(ctx, obj.(*corev1.Pod)) },
-	})
+	pods, err := s.startPods(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("watch pods: %w", err)
 	}
-	claims := informers.NewSharedInformerFactory(s.cs, 30*time.Second)
-	_, err = claims.Core().V1().PersistentVolumeClaims().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { s.provision(ctx, obj.(*corev1.PersistentVolumeClaim)) },
-		UpdateFunc: func(_, obj any) { s.provision(ctx, obj.(*corev1.PersistentVolumeClaim)) },
-	})
+	defer pods.stop()
+	claims, err := s.startClaims(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("watch volume claims: %w", err)
 	}
-	pods.Start(ctx.Done())
-	claims.Start(ctx.Done())
-	defer pods.Shutdown()
 	defer claims.Shutdown()
 
 	t := time.NewTicker(heartbeat)
@@ -107,7 +127,7 @@ func (s *Simulator) register(ctx context.Context) error {
 	lots := corev1.ResourceList{
 		corev1.ResourceCPU:    resource.MustParse("32"),
 		corev1.ResourceMemory: resource.MustParse("128Gi"),
-		corev1.ResourcePods:   resource.MustParse("250"),
+		corev1.ResourcePods:   *resource.NewQuantity(MaxPods, resource.DecimalSI),
 	}
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: s.opts.NodeName, Labels: map[string]string{
@@ -163,131 +183,4 @@ func (s *Simulator) renewLease(ctx context.Context) error {
 	lease.Spec.RenewTime = &now
 	_, err = leases.Update(ctx, lease, metav1.UpdateOptions{})
 	return err
-}
-
-// syncPod plays the kubelet for one Pod.
-func (s *Simulator) syncPod(ctx context.Context, pod *corev1.Pod) {
-	log := s.log.With("pod", pod.Namespace+"/"+pod.Name)
-	if pod.DeletionTimestamp != nil {
-		// A kubelet confirms a graceful delete once containers stopped.
-		zero := int64(0)
-		err := s.cs.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
-			GracePeriodSeconds: &zero, Preconditions: &metav1.Preconditions{UID: &pod.UID}})
-		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-			log.Warn("delete pod", "err", err)
-		}
-		return
-	}
-	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed ||
-		(pod.Status.Phase == corev1.PodRunning && podReady(pod)) {
-		return
-	}
-	updated := pod.DeepCopy()
-	s.setStatus(updated, ownedByJob(pod))
-	if _, err := s.cs.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, updated, metav1.UpdateOptions{}); err != nil &&
-		!apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-		log.Warn("update pod status", "err", err)
-		return
-	}
-	log.Debug("pod started", "phase", updated.Status.Phase)
-}
-
-func (s *Simulator) setStatus(pod *corev1.Pod, completes bool) {
-	now := metav1.Now()
-	s.mu.Lock()
-	ip := s.nextIP
-	s.nextIP = s.nextIP.Next()
-	s.mu.Unlock()
-
-	st := &pod.Status
-	st.HostIP, st.PodIP = "127.0.0.1", ip.String()
-	st.HostIPs = []corev1.HostIP{{IP: "127.0.0.1"}}
-	st.PodIPs = []corev1.PodIP{{IP: ip.String()}}
-	st.StartTime = &now
-	st.InitContainerStatuses = nil
-	for _, c := range pod.Spec.InitContainers {
-		st.InitContainerStatuses = append(st.InitContainerStatuses, corev1.ContainerStatus{
-			Name: c.Name, Image: c.Image, ImageID: c.Image, Ready: true,
-			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed", StartedAt: now, FinishedAt: now}},
-		})
-	}
-	st.ContainerStatuses = nil
-	ready := corev1.ConditionTrue
-	st.Phase = corev1.PodRunning
-	if completes {
-		st.Phase, ready = corev1.PodSucceeded, corev1.ConditionFalse
-	}
-	for _, c := range pod.Spec.Containers {
-		cs := corev1.ContainerStatus{Name: c.Name, Image: c.Image, ImageID: c.Image, ContainerID: "nodesim://" + string(pod.UID) + "/" + c.Name}
-		started := !completes
-		cs.Started = &started
-		if completes {
-			cs.State.Terminated = &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed", StartedAt: now, FinishedAt: now}
-		} else {
-			cs.Ready = true
-			cs.State.Running = &corev1.ContainerStateRunning{StartedAt: now}
-		}
-		st.ContainerStatuses = append(st.ContainerStatuses, cs)
-	}
-	st.Conditions = []corev1.PodCondition{
-		{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now},
-		{Type: corev1.PodInitialized, Status: corev1.ConditionTrue, LastTransitionTime: now},
-		{Type: corev1.ContainersReady, Status: ready, LastTransitionTime: now},
-		{Type: corev1.PodReady, Status: ready, LastTransitionTime: now},
-	}
-}
-
-func podReady(pod *corev1.Pod) bool {
-	for _, c := range pod.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
-func ownedByJob(pod *corev1.Pod) bool {
-	for _, o := range pod.OwnerReferences {
-		if o.Kind == "Job" && o.Controller != nil && *o.Controller {
-			return true
-		}
-	}
-	return false
-}
-
-// provision creates a volume for an unbound claim, as a dynamic provisioner
-// would; the real PV controller then binds the two.
-func (s *Simulator) provision(ctx context.Context, pvc *corev1.PersistentVolumeClaim) {
-	if pvc.Spec.VolumeName != "" || pvc.Status.Phase != corev1.ClaimPending || pvc.DeletionTimestamp != nil {
-		return
-	}
-	size, ok := pvc.Spec.Resources.Requests[corev1.ResourceStorage]
-	if !ok {
-		size = resource.MustParse("1Gi")
-	}
-	class := ""
-	if pvc.Spec.StorageClassName != nil {
-		class = *pvc.Spec.StorageClassName
-	}
-	name := "pv-" + string(pvc.UID)
-	pv := &corev1.PersistentVolume{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"nodesim.trueup.dev/provisioned": "true"}},
-		Spec: corev1.PersistentVolumeSpec{
-			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: size},
-			AccessModes:                   pvc.Spec.AccessModes,
-			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
-			StorageClassName:              class,
-			VolumeMode:                    pvc.Spec.VolumeMode,
-			ClaimRef: &corev1.ObjectReference{Kind: "PersistentVolumeClaim", APIVersion: "v1",
-				Namespace: pvc.Namespace, Name: pvc.Name, UID: pvc.UID},
-			PersistentVolumeSource: corev1.PersistentVolumeSource{
-				HostPath: &corev1.HostPathVolumeSource{Path: filepath.Join(s.opts.VolumeDir, name)},
-			},
-		},
-	}
-	if _, err := s.cs.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		s.log.Warn("provision volume", "claim", pvc.Namespace+"/"+pvc.Name, "err", err)
-		return
-	}
-	s.log.Debug("provisioned volume", "claim", pvc.Namespace+"/"+pvc.Name, "volume", name)
 }
