@@ -18,7 +18,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/kustomize/api/krusty"
-	"sigs.k8s.io/kustomize/api/resmap"
+	"sigs.k8s.io/kustomize/api/resource"
 	"sigs.k8s.io/kustomize/api/types"
 	"sigs.k8s.io/kustomize/kyaml/resid"
 	"sigs.k8s.io/yaml"
@@ -88,6 +88,19 @@ func (tr *Tree) Build(ctx context.Context, opts Options) ([]*unstructured.Unstru
 		return nil, fmt.Errorf("%s: %w", dir, fs.ErrNotExist)
 	}
 
+	if res, ok := plainResources(gfs, t.abs(dir)); ok {
+		if objs, err := objects(res, opts.Namespace); err == nil {
+			return objs, nil
+		}
+	}
+	return tr.krusty(dir, opts)
+}
+
+// krusty builds the overlay at dir with kustomize itself. It starts afresh:
+// what a plain build saw is not its to report.
+func (tr *Tree) krusty(dir string, opts Options) ([]*unstructured.Unstructured, error) {
+	t := tr.t
+	gfs := &guardedFS{FileSystem: t.fs, escapes: t.escapes, decrypt: opts.Decrypter, inputs: opts.Inputs}
 	k := krusty.MakeKustomizer(&krusty.Options{
 		Reorder:          krusty.ReorderOptionLegacy,
 		LoadRestrictions: types.LoadRestrictionsRootOnly,
@@ -105,7 +118,7 @@ func (tr *Tree) Build(ctx context.Context, opts Options) ([]*unstructured.Unstru
 		msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), mountPoint+"/", "")), " ")
 		return nil, fmt.Errorf("%s: %w", gfs.lastKustomization(), errors.New(msg))
 	}
-	return objects(rm, opts.Namespace)
+	return objects(rm.Resources(), opts.Namespace)
 }
 
 // cleanPath checks that an overlay path stays inside the repository.
@@ -120,11 +133,11 @@ func cleanPath(p string) (string, error) {
 	return c, nil
 }
 
-// objects converts the resource map, applying the default namespace.
-func objects(rm resmap.ResMap, namespace string) ([]*unstructured.Unstructured, error) {
-	clusterCRDs := clusterScopedCRDs(rm)
-	out := make([]*unstructured.Unstructured, 0, rm.Size())
-	for _, r := range rm.Resources() {
+// objects converts kustomize's resources, applying the default namespace.
+func objects(res []*resource.Resource, namespace string) ([]*unstructured.Unstructured, error) {
+	clusterCRDs := clusterScopedCRDs(res)
+	out := make([]*unstructured.Unstructured, 0, len(res))
+	for _, r := range res {
 		// Through JSON, so numbers become the int64/float64 that the
 		// Kubernetes libraries expect of unstructured objects.
 		data, err := r.MarshalJSON()
@@ -153,9 +166,9 @@ func namespaced(gvk resid.Gvk, clusterCRDs map[string]bool) bool {
 	return !clusterCRDs[gvk.Group+"/"+gvk.Kind]
 }
 
-func clusterScopedCRDs(rm resmap.ResMap) map[string]bool {
+func clusterScopedCRDs(res []*resource.Resource) map[string]bool {
 	out := map[string]bool{}
-	for _, r := range rm.Resources() {
+	for _, r := range res {
 		if r.GetKind() != "CustomResourceDefinition" {
 			continue
 		}
