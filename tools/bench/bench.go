@@ -80,6 +80,9 @@ type Results struct {
 	ConcurrencyFlag bool
 	Cases           []CaseResult
 	Ceiling         []CeilingResult
+	// MixCeiling is the bare apply of the cases' own objects at trueup's
+	// apply concurrency.
+	MixCeiling *CeilingResult
 	Daemon          []DaemonResult
 	KubectlAll      *KubectlAllResult
 }
@@ -217,6 +220,11 @@ func (b *bench) measure(ctx context.Context, res *Results) error {
 	if res.Ceiling, err = b.ceilings(ctx, res.Reference); err != nil {
 		return err
 	}
+	mix, err := b.mixCeiling(ctx, res.Reference, b.opts.ApplyConcurrency)
+	if err != nil {
+		return err
+	}
+	res.MixCeiling = &mix
 	for _, size := range b.opts.Sizes {
 		cases, err := b.runSize(ctx, size)
 		if err != nil {

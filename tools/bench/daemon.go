@@ -30,8 +30,12 @@ type DaemonResult struct {
 	Startup Counts
 	// PeakRSS (VmHWM) and EndRSS (VmRSS after the idle window), in bytes.
 	PeakRSS, EndRSS int64
-	// Idle are the requests during Window, one resync interval with every
-	// environment in sync.
+	// Settle are the requests of the first window after the cold start:
+	// the cold start's Events still being sent, and each environment's
+	// first resync.
+	Settle Counts
+	// Idle are the requests during the next Window, one resync interval
+	// with every environment in sync.
 	Window time.Duration
 	Idle   Counts
 }
@@ -151,7 +155,12 @@ func (b *bench) measureDaemon(ctx context.Context, dir, cfg string, n int) (Daem
 	if err := d.idle(ctx, r.Window); err != nil {
 		return r, err
 	}
-	r.Idle = b.proxy.Snapshot().Sub(before)
+	settled := b.proxy.Snapshot()
+	r.Settle = settled.Sub(before)
+	if err := d.idle(ctx, r.Window); err != nil {
+		return r, err
+	}
+	r.Idle = b.proxy.Snapshot().Sub(settled)
 	if r.PeakRSS, r.EndRSS, err = memory(d.cmd.Process.Pid); err != nil {
 		return r, err
 	}

@@ -116,6 +116,11 @@ func (r *Results) writeCeiling(b *bytes.Buffer) {
 			row(strconv.Itoa(c.Concurrency), secs(c.Wall), fmt.Sprintf("%.0f", float64(c.N)/c.Wall.Seconds()), count(c.Requests.Requests()))
 		}
 	})
+	if m := r.MixCeiling; m != nil {
+		fmt.Fprintf(b, "The same bare applies of the cases' own %s objects (their Namespace first, then the ConfigMaps, "+
+			"Services and Deployments, %d at a time), which cost the server more than ConfigMaps: %s, %.0f applies/s, %s requests.\n\n",
+			count(m.N), m.Concurrency, secs(m.Wall), float64(m.N)/m.Wall.Seconds(), count(m.Requests.Requests()))
+	}
 }
 
 func (r *Results) writeDaemon(b *bytes.Buffer) {
@@ -123,8 +128,9 @@ func (r *Results) writeDaemon(b *bytes.Buffer) {
 	fmt.Fprintf(b, "`trueup run --concurrency %d` with N environments from one git repository (served as a `file://` URL), "+
 		"one overlay each: its own Namespace, a ConfigMap, a headless Service and a Deployment with `replicas: 0`; "+
 		"`wait: false`, source and environment `interval: %s`. *cold start* runs from the process start until "+
-		"`/api/v1/environments` (polled every 200 ms) shows every environment `synced`. The *idle window* starts then "+
-		"and lasts one resync interval plus 10%% (%s): its requests are what keeping everything in sync costs "+
+		"`/api/v1/environments` (polled every 200 ms) shows every environment `synced`. Then come two windows of one "+
+		"resync interval plus 10%% (%s) each: the *settle window*, in which the cold start's Events are still sent and "+
+		"each environment resyncs once, and the *idle window*, whose requests are what keeping everything in sync costs "+
 		"(watches apart: they are long-lived). Then the process is stopped with SIGTERM and must exit cleanly.\n\n",
 		r.Options.DaemonConcurrency, r.Options.Resync, secs(idleWindow(r.Options.Resync)))
 	header := []string{"environments", "objects", "cold start", "startup requests", "startup watches", "peak RSS", "RSS at end", "idle window", "idle requests", "idle watches"}
@@ -142,6 +148,7 @@ func (r *Results) writeDaemon(b *bytes.Buffer) {
 	table(b, append([]string{"environments", "phase"}, requestHeader()...), func(row func(...string)) {
 		for _, d := range r.Daemon {
 			row(append([]string{count(d.Environments), "cold start"}, requestCells(d.Startup)...)...)
+			row(append([]string{count(d.Environments), "settle window"}, requestCells(d.Settle)...)...)
 			row(append([]string{count(d.Environments), "idle window"}, requestCells(d.Idle)...)...)
 		}
 	})

@@ -71,6 +71,9 @@ func (r *Results) applyPhaseTarget(prefix string, tu CaseResult) Target {
 	default:
 		ratio := tu.ApplyPhase.Seconds() / ceil.Wall.Seconds()
 		t.Measured = fmt.Sprintf("%.2f× (%s vs %s)", ratio, secs(tu.ApplyPhase), secs(ceil.Wall))
+		if m := r.MixCeiling; m != nil {
+			t.Measured += fmt.Sprintf("; %.2f× the bare apply of the same objects (%s)", tu.ApplyPhase.Seconds()/m.Wall.Seconds(), secs(m.Wall))
+		}
 		t.Met = ratio <= 2
 	}
 	return t
