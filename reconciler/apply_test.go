@@ -419,18 +419,7 @@ func TestApplyReportsUnhealthy(t *testing.T) {
 	d := desired(t, "unhealthy-env", map[string]string{
 		"kustomization.yaml": "resources: [ns.yaml, web.yaml]\n",
 		"ns.yaml":            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: unhealthy-env\n",
-		// No node matches, so no Pod is ever scheduled.
-		"web.yaml": `apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      nodeSelector: {pool: none}
-      containers: [{name: web, image: "ghcr.io/acme/web:1.0.0"}]
-`,
+		"web.yaml":           unschedulable, // no Pod is ever scheduled
 	})
 	opts := waitOpts
 	opts.Timeout = 3 * time.Second

@@ -1,6 +1,7 @@
 package reconciler
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"maps"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
@@ -214,7 +216,14 @@ func get(store cache.Store, namespace, name string) *unstructured.Unstructured {
 	if err != nil || !ok {
 		return nil
 	}
-	u, _ := obj.(*unstructured.Unstructured)
+	c, ok := obj.(*compactObject)
+	if !ok {
+		return nil
+	}
+	u := &unstructured.Unstructured{}
+	if err := u.UnmarshalJSON(c.raw); err != nil {
+		return nil
+	}
 	return u
 }
 
@@ -259,7 +268,7 @@ func (oc *objectCache) start(key informerKey) *cachedInformer {
 	selector := oc.opts.selector
 	inf := dynamicinformer.NewFilteredDynamicInformer(oc.cluster.dynamic, key.resource, key.namespace, 0,
 		cache.Indexers{}, func(o *metav1.ListOptions) { o.LabelSelector = selector }).Informer()
-	_ = inf.SetTransform(onlyOwnFields)
+	_ = inf.SetTransform(compact)
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		// An add is a new object, or one seen by the watch's first list,
 		// which may already hold an edit made since the apply: either way
@@ -291,10 +300,25 @@ func (oc *objectCache) run(inf cache.SharedIndexInformer, logArgs ...any) *cache
 	return &cachedInformer{store: inf.GetStore(), synced: inf.HasSynced, stop: stop}
 }
 
-// onlyOwnFields keeps, of a watched object's managedFields, trueup's own
-// entries, the only ones any decision reads: other managers' entries (the
-// controllers' status updates) are most of a cached workload's memory.
-func onlyOwnFields(obj any) (any, error) {
+// compactObject is how the cache holds an object: as JSON, a third of its
+// size as maps, and the little of its metadata that the watch's handlers
+// compare. Reads decode a fresh copy.
+type compactObject struct {
+	metav1.TypeMeta
+	metav1.ObjectMeta // name, namespace, resourceVersion, generation and labels only
+	raw               []byte
+	annotations       string // fingerprint of the annotations
+	owned             string // ownedFields of the object
+}
+
+// DeepCopyObject returns the object itself: a compactObject never changes.
+func (c *compactObject) DeepCopyObject() runtime.Object { return c }
+
+// compact turns a watched object into a compactObject, keeping of its
+// managedFields trueup's own entries, the only ones any decision reads:
+// other managers' entries (the controllers' status updates) are most of a
+// cached workload.
+func compact(obj any) (any, error) {
 	u, ok := obj.(*unstructured.Unstructured)
 	if !ok {
 		return obj, nil
@@ -310,7 +334,16 @@ func onlyOwnFields(obj any) (any, error) {
 	if len(entries) > 0 {
 		md["managedFields"] = own
 	}
-	return u, nil
+	raw, err := u.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	return &compactObject{
+		TypeMeta: metav1.TypeMeta{APIVersion: u.GetAPIVersion(), Kind: u.GetKind()},
+		ObjectMeta: metav1.ObjectMeta{Name: u.GetName(), Namespace: u.GetNamespace(), UID: u.GetUID(),
+			ResourceVersion: u.GetResourceVersion(), Generation: u.GetGeneration(), Labels: u.GetLabels()},
+		raw: bytes.Clone(raw), annotations: fingerprint(u.GetAnnotations()), owned: ownedFields(u),
+	}, nil
 }
 
 // notify tells the daemon which environment's object changed.
@@ -321,12 +354,12 @@ func (oc *objectCache) notify(obj any) {
 	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = tomb.Obj
 	}
-	u, ok := obj.(*unstructured.Unstructured)
+	c, ok := obj.(*compactObject)
 	if !ok {
 		return
 	}
-	if env := u.GetLabels()[EnvironmentLabel]; env != "" {
-		oc.opts.log.Debug("applied object changed", "env", env, "object", u.GetKind()+"/"+u.GetNamespace()+"/"+u.GetName())
+	if env := c.Labels[EnvironmentLabel]; env != "" {
+		oc.opts.log.Debug("applied object changed", "env", env, "object", c.Kind+"/"+c.Namespace+"/"+c.Name)
 		oc.opts.onChange(env)
 	}
 }
@@ -336,16 +369,15 @@ func (oc *objectCache) notify(obj any) {
 // object without a generation (ConfigMaps, Secrets). Status updates move
 // none of these.
 func changed(old, new any) bool {
-	o, ok1 := old.(*unstructured.Unstructured)
-	n, ok2 := new.(*unstructured.Unstructured)
-	if !ok1 || !ok2 || o.GetResourceVersion() == n.GetResourceVersion() {
+	o, ok1 := old.(*compactObject)
+	n, ok2 := new.(*compactObject)
+	if !ok1 || !ok2 || o.ResourceVersion == n.ResourceVersion {
 		return false
 	}
-	if n.GetGeneration() == 0 {
+	if n.Generation == 0 {
 		return true
 	}
-	return o.GetGeneration() != n.GetGeneration() || !maps.Equal(o.GetLabels(), n.GetLabels()) ||
-		!maps.Equal(o.GetAnnotations(), n.GetAnnotations()) || ownedFields(o) != ownedFields(n)
+	return o.Generation != n.Generation || !maps.Equal(o.Labels, n.Labels) || o.annotations != n.annotations || o.owned != n.owned
 }
 
 // startInventories watches the inventory ConfigMaps, so a plan reads its
@@ -355,6 +387,14 @@ func (oc *objectCache) startInventories() *cachedInformer {
 		informers.WithNamespace(oc.cluster.inventoryNamespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = common.InventoryLabel }))
 	inf := f.Core().V1().ConfigMaps().Informer()
+	// Nothing reads an inventory's managedFields; an update without them
+	// leaves the server's as they are.
+	_ = inf.SetTransform(func(obj any) (any, error) {
+		if cm, ok := obj.(*corev1.ConfigMap); ok {
+			cm.ManagedFields = nil
+		}
+		return obj, nil
+	})
 	return oc.run(inf, "resource", "configmaps", "namespace", oc.cluster.inventoryNamespace)
 }
 

@@ -254,31 +254,16 @@ environments:
 // TestDaemonWebhook: with polling an hour apart, a signed push webhook makes
 // the daemon apply a new commit at once; a badly signed one triggers nothing.
 func TestDaemonWebhook(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx := context.Background()
 	srv := sourcetest.NewServer(t, sourcetest.Options{})
 	url := srv.CreateRepo("deploy", envFiles("d-hook", "one"))
-	cfg, err := config.Parse([]byte(`apiVersion: trueup.dev/v1alpha1
+	d, _ := startDaemon(t, `apiVersion: trueup.dev/v1alpha1
 kind: Config
 sources:
   - {name: deploy, url: "`+url+`", interval: 1h}
 environments:
   - {name: d-hook, source: deploy, path: envs/d-hook, namespace: d-hook, interval: 1h}
-`), "trueup.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := source.New(source.Options{Name: "deploy", URL: url})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sources := map[string]source.Source{"deploy": src}
-	log := slog.New(slog.DiscardHandler)
-	d := NewDaemon(DaemonOptions{
-		Config: cfg, Sources: sources, Renderer: NewRenderer(cfg, sources, nil, log),
-		Cluster: connect(t, nil), Metrics: NewMetrics(prometheus.NewRegistry()), Logger: log,
-	})
-	go func() { _ = d.Run(ctx) }()
+`, nil)
 	var triggers atomic.Int64
 	hooks := httptest.NewServer(source.WebhookHandler(source.WebhookOptions{
 		Secret:  []byte("hook-secret"),
@@ -334,32 +319,17 @@ environments:
 // staging cannot sync, production holds its last good state, and it moves on
 // once staging is healthy at the same commit.
 func TestDaemonDependsOn(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx := context.Background()
 	srv := sourcetest.NewServer(t, sourcetest.Options{})
 	url := srv.CreateRepo("deploy", sourcetest.Merge(envFiles("dep-staging", "one"), envFiles("dep-prod", "one")))
-	cfg, err := config.Parse([]byte(`apiVersion: trueup.dev/v1alpha1
+	d, _ := startDaemon(t, `apiVersion: trueup.dev/v1alpha1
 kind: Config
 sources:
   - {name: deploy, url: "`+url+`", interval: 1s}
 environments:
   - {name: dep-prod, source: deploy, path: envs/dep-prod, namespace: dep-prod, interval: 1s, dependsOn: [dep-staging]}
   - {name: dep-staging, source: deploy, path: envs/dep-staging, namespace: dep-staging, interval: 1s}
-`), "trueup.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := source.New(source.Options{Name: "deploy", URL: url})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sources := map[string]source.Source{"deploy": src}
-	log := slog.New(slog.DiscardHandler)
-	d := NewDaemon(DaemonOptions{
-		Config: cfg, Sources: sources, Renderer: NewRenderer(cfg, sources, nil, log),
-		Cluster: connect(t, nil), Metrics: NewMetrics(prometheus.NewRegistry()), Logger: log, Concurrency: 2,
-	})
-	go func() { _ = d.Run(ctx) }()
+`, nil)
 	cs := clientset(t)
 	value := func(ns string) string {
 		cm, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, "settings", metav1.GetOptions{})
@@ -413,8 +383,7 @@ environments:
 // TestDaemonWatchesLocalPath: a local-directory source is reconciled when a
 // file changes, with no commit and long before its interval.
 func TestDaemonWatchesLocalPath(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx := context.Background()
 	dir := t.TempDir()
 	write := func(value string) {
 		for name, content := range envFiles("d-local", value) {
@@ -428,27 +397,13 @@ func TestDaemonWatchesLocalPath(t *testing.T) {
 		}
 	}
 	write("one")
-	cfg, err := config.Parse([]byte(`apiVersion: trueup.dev/v1alpha1
+	startDaemon(t, `apiVersion: trueup.dev/v1alpha1
 kind: Config
 sources:
   - {name: local, url: "`+dir+`", interval: 1h}
 environments:
   - {name: d-local, source: local, path: envs/d-local, namespace: d-local, interval: 1h}
-`), "trueup.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := source.New(source.Options{Name: "local", URL: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sources := map[string]source.Source{"local": src}
-	log := slog.New(slog.DiscardHandler)
-	d := NewDaemon(DaemonOptions{
-		Config: cfg, Sources: sources, Renderer: NewRenderer(cfg, sources, nil, log),
-		Cluster: connect(t, nil), Metrics: NewMetrics(prometheus.NewRegistry()), Logger: log,
-	})
-	go func() { _ = d.Run(ctx) }()
+`, nil)
 	cs := clientset(t)
 	value := func() string {
 		cm, err := cs.CoreV1().ConfigMaps("d-local").Get(ctx, "settings", metav1.GetOptions{})
@@ -584,48 +539,23 @@ environments:
 // are still found within moments — the daemon watches what it applied —
 // and healed with selfHeal, reported without.
 func TestDaemonWatchesDrift(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx := context.Background()
 	deployment := func(env string) map[string]string {
 		files := envFiles(env, "one")
 		files["envs/"+env+"/kustomization.yaml"] = "resources: [ns.yaml, cm.yaml, web.yaml]\n"
-		files["envs/"+env+"/web.yaml"] = `apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers: [{name: web, image: "ghcr.io/acme/web:1.0.0"}]
-`
+		files["envs/"+env+"/web.yaml"] = webDeployment
 		return files
 	}
 	srv := sourcetest.NewServer(t, sourcetest.Options{})
 	url := srv.CreateRepo("deploy", sourcetest.Merge(deployment("d-watched"), deployment("d-reported")))
-	cfg, err := config.Parse([]byte(`apiVersion: trueup.dev/v1alpha1
+	d, reg := startDaemon(t, `apiVersion: trueup.dev/v1alpha1
 kind: Config
 sources:
   - {name: deploy, url: "`+url+`", interval: 1h}
 environments:
   - {name: d-watched, source: deploy, path: envs/d-watched, namespace: d-watched, interval: 1h, selfHeal: true}
   - {name: d-reported, source: deploy, path: envs/d-reported, namespace: d-reported, interval: 1h}
-`), "trueup.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := source.New(source.Options{Name: "deploy", URL: url})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sources := map[string]source.Source{"deploy": src}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	reg := prometheus.NewRegistry()
-	d := NewDaemon(DaemonOptions{Config: cfg, Sources: sources, Renderer: NewRenderer(cfg, sources, nil, log),
-		Cluster: connect(t, nil), Metrics: NewMetrics(reg), Logger: log, Concurrency: 2})
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
+`, nil)
 	metrics := func() string {
 		var b strings.Builder
 		mfs, _ := reg.Gather()
@@ -721,10 +651,6 @@ environments:
 			t.Errorf("no %s phase in trueup_reconcile_duration_seconds (have %v)", p, phases)
 		}
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
 }
 
 func grepDrift(m string) string {
@@ -751,21 +677,21 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
-// startDaemon runs a daemon for config (its sources on srv's repository
-// at url) until the test ends; the cluster counts requests into w.
-func startDaemon(t *testing.T, config string, url string, w *writes) (*Daemon, *prometheus.Registry) {
+// startDaemon runs a daemon for the config until the test ends, and then
+// checks that it stops; the cluster counts requests into w.
+func startDaemon(t *testing.T, config string, w *writes) (*Daemon, *prometheus.Registry) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
 	cfg, err := configParse(config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := source.New(source.Options{Name: "deploy", URL: url})
-	if err != nil {
-		t.Fatal(err)
+	sources := map[string]source.Source{}
+	for _, s := range cfg.Sources {
+		if sources[s.Name], err = source.New(source.Options{Name: s.Name, URL: s.URL}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	sources := map[string]source.Source{"deploy": src}
 	log := slog.New(slog.DiscardHandler)
 	reg := prometheus.NewRegistry()
 	metrics := NewMetrics(reg)
@@ -774,9 +700,19 @@ func startDaemon(t *testing.T, config string, url string, w *writes) (*Daemon, *
 	t.Cleanup(events.Stop)
 	d := NewDaemon(DaemonOptions{Config: cfg, Sources: sources, Renderer: NewRenderer(cfg, sources, nil, log),
 		Cluster: cluster, Metrics: metrics, Events: events, Logger: log, Concurrency: 2})
-	done := make(chan struct{})
-	go func() { _ = d.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Error(err)
+			}
+		case <-time.After(time.Minute):
+			t.Error("Run did not return after its context ended")
+		}
+	})
 	return d, reg
 }
 
@@ -803,7 +739,7 @@ sources:
   - {name: deploy, url: "`+url+`", interval: 1h}
 environments:
   - {name: d-idle, source: deploy, path: envs/d-idle, namespace: d-idle, interval: 1s, selfHeal: true}
-`, url, requests)
+`, requests)
 	eventually(t, "d-idle synced", func() error {
 		if s := statusOf(d, "d-idle"); s.Status != StatusSynced {
 			return fmt.Errorf("d-idle is %s (%s)", s.Status, s.LastError)
@@ -853,7 +789,7 @@ sources:
   - {name: deploy, url: "`+url+`", interval: 1h}
 environments:
   - {name: d-sick, source: deploy, path: envs/d-sick, namespace: d-sick, interval: 1h, timeout: 2s}
-`, url, nil)
+`, nil)
 	eventually(t, "d-sick failed with the reason", func() error {
 		s := statusOf(d, "d-sick")
 		if s.Status != StatusFailed || !strings.Contains(s.LastError, "Deployment.apps/d-sick/web") || !strings.Contains(s.LastError, "Unschedulable") {

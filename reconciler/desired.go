@@ -4,6 +4,7 @@
 package reconciler
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -203,7 +204,7 @@ func freeze(objs []*unstructured.Unstructured) ([][]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		out[i] = data
+		out[i] = bytes.Clone(data) // without the encoder's spare capacity
 	}
 	return out, nil
 }

@@ -86,17 +86,7 @@ func TestPlanFindsDriftWithoutDryRuns(t *testing.T) {
 	ctx := context.Background()
 	files := configMaps("drift-env", 5, func(int) string { return "git" })
 	files["kustomization.yaml"] = strings.Replace(files["kustomization.yaml"], "]", ", web.yaml]", 1)
-	files["web.yaml"] = `apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers: [{name: web, image: "ghcr.io/acme/web:1.0.0"}]
-`
+	files["web.yaml"] = webDeployment
 	d := desired(t, "drift-env", files)
 	c := connect(t, nil)
 	applyOK(t, c, plan(t, c, d), waitOpts)
@@ -164,19 +154,21 @@ func TestApplyWaitFalseDoesNotWait(t *testing.T) {
 	}
 }
 
-// unschedulable is a Deployment no node can run.
-const unschedulable = `apiVersion: apps/v1
+// webDeployment is a Deployment of one replica; unschedulable is one no
+// node can run.
+const webDeployment = `apiVersion: apps/v1
 kind: Deployment
 metadata: {name: web}
 spec:
-  replicas: 2
+  replicas: 1
   selector: {matchLabels: {app: web}}
   template:
     metadata: {labels: {app: web}}
     spec:
-      nodeSelector: {pool: none}
       containers: [{name: web, image: "ghcr.io/acme/web:1.0.0"}]
 `
+
+var unschedulable = strings.Replace(webDeployment, "    spec:\n", "    spec:\n      nodeSelector: {pool: none}\n", 1)
 
 // TestInvalidObjectWritesNothing: a commit with an invalid object in a
 // namespace it creates, beside a changed object and one that left git,
@@ -289,5 +281,59 @@ func TestCutOffApplyPrunesNothing(t *testing.T) {
 	out = applyOK(t, connect(t, nil), plan(t, connect(t, nil), next), waitOpts)
 	if out.Count(ResultPruned) != 1 {
 		t.Fatalf("the next apply pruned %d, want 1", out.Count(ResultPruned))
+	}
+}
+
+// TestApplySaysWhyWorkloadsFail: a wait that ends on unhealthy workloads
+// says, for each, what its Pods or Job report: an image that cannot be
+// pulled, a container that keeps crashing, a Job whose Pod failed. (The
+// node simulator fails images named so.)
+func TestApplySaysWhyWorkloadsFail(t *testing.T) {
+	deployment := func(name, image string) string {
+		return `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: ` + name + `}
+spec:
+  selector: {matchLabels: {app: ` + name + `}}
+  template:
+    metadata: {labels: {app: ` + name + `}}
+    spec:
+      containers: [{name: main, image: "` + image + `"}]
+`
+	}
+	d := desired(t, "why-env", map[string]string{
+		"kustomization.yaml": "resources: [ns.yaml, pull.yaml, crash.yaml, job.yaml]\n",
+		"ns.yaml":            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: why-env\n",
+		"pull.yaml":          deployment("pull", "registry.example.com/acme/pull-error:1.0"),
+		"crash.yaml":         deployment("crash", "ghcr.io/acme/crash-loop:1.0"),
+		"job.yaml": `apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: migrate, image: "ghcr.io/acme/exit-1:1.0"}]
+`,
+	})
+	c := connect(t, nil)
+	opts := waitOpts
+	opts.Timeout = 8 * time.Second
+	out, err := c.Apply(context.Background(), plan(t, c, d), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{
+		"Deployment.apps/why-env/pull":  {"container main: ImagePullBackOff", `Back-off pulling image "registry.example.com/acme/pull-error:1.0"`},
+		"Deployment.apps/why-env/crash": {"container main: CrashLoopBackOff", "last exit code 1"},
+		"Job.batch/why-env/migrate":     {"BackoffLimitExceeded", "container migrate: Error, exit code 1"},
+	}
+	for _, o := range out.Objects {
+		for _, w := range want[o.ID()] {
+			if o.Result != ResultFailed || !strings.Contains(o.Error, w) {
+				t.Errorf("%s: %s %q, want a failure saying %q", o.ID(), o.Result, o.Error, w)
+			}
+		}
 	}
 }

@@ -2,7 +2,6 @@ package reconciler
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"reflect"
 	"sort"
@@ -271,7 +270,7 @@ func (c *Cluster) validate(ctx context.Context, p *Plan, order object.ObjMetadat
 }
 
 // objectFailures joins the failures of several objects into one error that
-// names each, in a stable order.
+// names each, in a stable order; errors.As and errors.Is reach each one.
 func objectFailures(failures []error) error {
 	switch len(failures) {
 	case 0:
@@ -280,12 +279,21 @@ func objectFailures(failures []error) error {
 		return failures[0]
 	}
 	sort.Slice(failures, func(i, j int) bool { return failures[i].Error() < failures[j].Error() })
-	msgs := make([]string, len(failures))
-	for i, f := range failures {
-		msgs[i] = f.Error()
-	}
-	return fmt.Errorf("%d objects would fail: %s: %w", len(failures), strings.Join(msgs, "; "), errors.Join(failures...))
+	return failedObjects(failures)
 }
+
+// failedObjects is several objects that an apply would fail on.
+type failedObjects []error
+
+func (f failedObjects) Error() string {
+	msgs := make([]string, len(f))
+	for i, err := range f {
+		msgs[i] = err.Error()
+	}
+	return fmt.Sprintf("%d objects would fail: %s", len(f), strings.Join(msgs, "; "))
+}
+
+func (f failedObjects) Unwrap() []error { return f }
 
 func (p *Plan) deferValidation(id object.ObjMetadata, why string) {
 	ch := p.change(id)
