@@ -412,11 +412,14 @@ func (a *applyRun) checkHealth(ctx context.Context) {
 func (a *applyRun) waitStage(ctx context.Context, stage object.ObjMetadataSet) {
 	ctx, cancel := context.WithDeadline(ctx, a.deadline)
 	defer cancel()
-	reasons := a.c.waitHealthy(ctx, a.p.Environment, stage, a.seen)
-	for id, why := range reasons {
+	res := a.c.waitHealthy(ctx, a.p.Environment, stage, a.seen)
+	for id, why := range res.failed {
+		a.fail(id, fmt.Errorf("failed: %s", why))
+	}
+	for id, why := range res.timedOut {
 		a.fail(id, fmt.Errorf("not healthy within %s: %s", a.opts.Timeout, why))
 	}
-	if len(reasons) > 0 {
+	if len(res.failed)+len(res.timedOut) > 0 {
 		a.skipRest()
 	}
 }

@@ -327,7 +327,7 @@ spec:
 	want := map[string][]string{
 		"Deployment.apps/why-env/pull":  {"container main: ImagePullBackOff", `Back-off pulling image "registry.example.com/acme/pull-error:1.0"`},
 		"Deployment.apps/why-env/crash": {"container main: CrashLoopBackOff", "last exit code 1"},
-		"Job.batch/why-env/migrate":     {"BackoffLimitExceeded", "container migrate: Error, exit code 1"},
+		"Job.batch/why-env/migrate":     {"failed: Failed: Job Failed", "BackoffLimitExceeded", "container migrate: Error, exit code 1"},
 	}
 	for _, o := range out.Objects {
 		for _, w := range want[o.ID()] {

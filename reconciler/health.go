@@ -45,20 +45,34 @@ func conditionTrue(u *unstructured.Unstructured, kind string) bool {
 
 // unhealthy says why obj is not healthy, "" when it is.
 func unhealthy(obj *unstructured.Unstructured) string {
+	why, _ := verdict(obj)
+	return why
+}
+
+// verdict says why obj is not healthy, "" when it is, and whether that is
+// final: kstatus' Failed (a Job out of retries, a rollout past its
+// deadline) does not heal by waiting.
+func verdict(obj *unstructured.Unstructured) (why string, final bool) {
 	if obj == nil {
-		return "not found"
+		return "not found", false
 	}
 	res, err := health(obj)
 	switch {
 	case err != nil:
-		return err.Error()
+		return err.Error(), false
 	case res.Status == status.CurrentStatus:
-		return ""
+		return "", false
 	case res.Message == "":
-		return string(res.Status)
+		return string(res.Status), res.Status == status.FailedStatus
 	default:
-		return fmt.Sprintf("%s: %s", res.Status, res.Message)
+		return fmt.Sprintf("%s: %s", res.Status, res.Message), res.Status == status.FailedStatus
 	}
+}
+
+// health verdicts of a wait, by object: failed for good, or not healthy
+// when the wait ended.
+type waitResult struct {
+	failed, timedOut map[object.ObjMetadata]string
 }
 
 // waitHealthy waits until every object of ids is healthy, or ctx ends, and
@@ -67,7 +81,8 @@ func unhealthy(obj *unstructured.Unstructured) string {
 // healthy, nothing is watched. Otherwise the objects are watched — the
 // daemon's watches, or for the CLI watches of just this environment's
 // objects — so a wait costs no polling.
-func (c *Cluster) waitHealthy(ctx context.Context, env string, ids []object.ObjMetadata, known map[object.ObjMetadata]*unstructured.Unstructured) map[object.ObjMetadata]string {
+func (c *Cluster) waitHealthy(ctx context.Context, env string, ids []object.ObjMetadata, known map[object.ObjMetadata]*unstructured.Unstructured) waitResult {
+	res := waitResult{failed: map[object.ObjMetadata]string{}, timedOut: map[object.ObjMetadata]string{}}
 	reasons := map[object.ObjMetadata]string{}
 	for _, id := range ids {
 		if r := unhealthy(known[id]); r != "" {
@@ -75,7 +90,7 @@ func (c *Cluster) waitHealthy(ctx context.Context, env string, ids []object.ObjM
 		}
 	}
 	if len(reasons) == 0 {
-		return reasons
+		return res
 	}
 	watched := c.watches()
 	if watched == nil {
@@ -87,24 +102,34 @@ func (c *Cluster) waitHealthy(ctx context.Context, env string, ids []object.ObjM
 	for id := range reasons {
 		stores[id] = notOlder(c.watchOne(ctx, watched, id), known[id])
 	}
+	failed := map[object.ObjMetadata]func() *unstructured.Unstructured{}
 	for {
 		changes := watched.changes()
 		for id, read := range stores {
-			if r := unhealthy(read()); r != "" {
-				reasons[id] = r
-			} else {
+			r, final := verdict(read())
+			switch {
+			case r == "":
 				delete(reasons, id)
-				delete(stores, id)
+			case final:
+				res.failed[id], failed[id] = r, read
+				delete(reasons, id)
+			default:
+				reasons[id] = r
+				continue
 			}
+			delete(stores, id)
 		}
 		if len(reasons) == 0 {
-			return reasons
+			res.failed = c.explain(ctx, res.failed, failed)
+			return res
 		}
 		select {
 		case <-changes:
 		case <-time.After(2 * time.Second): // objects that cannot be watched are read again
 		case <-ctx.Done():
-			return c.explain(ctx, reasons, stores)
+			res.failed = c.explain(ctx, res.failed, failed)
+			res.timedOut = c.explain(ctx, reasons, stores)
+			return res
 		}
 	}
 }

@@ -83,8 +83,8 @@ type Results struct {
 	// MixCeiling is the bare apply of the cases' own objects at trueup's
 	// apply concurrency.
 	MixCeiling *CeilingResult
-	Daemon          []DaemonResult
-	KubectlAll      *KubectlAllResult
+	Daemon     []DaemonResult
+	KubectlAll *KubectlAllResult
 }
 
 // bench is one run's shared state.
