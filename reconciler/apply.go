@@ -116,9 +116,18 @@ func (c *Cluster) Apply(ctx context.Context, plan *Plan, opts ApplyOptions) (*Ou
 		return nil, err
 	}
 	a := newApplyRun(c, plan, opts)
-	if !plan.HasChanges() && !a.recordsChanged() {
+	if !plan.HasChanges() {
+		// Nothing to write but, maybe, records a dry-run just proved.
 		if opts.Wait {
 			a.checkHealth(ctx)
+		}
+		if a.recordsChanged() {
+			if err := c.ensureInventoryNamespace(ctx); err != nil {
+				return nil, fmt.Errorf("apply %s: %w", plan.Environment, err)
+			}
+			if err := a.recordOutcome(ctx); err != nil {
+				return a.finish(), fmt.Errorf("apply %s: %w", plan.Environment, err)
+			}
 		}
 		return a.finish(), nil
 	}
@@ -155,8 +164,9 @@ type applyRun struct {
 	p    *Plan
 	opts ApplyOptions
 	out  *Outcome
-	// deadline bounds every wait of the apply.
+	// deadline bounds every wait of the apply, timeout after its start.
 	deadline time.Time
+	timeout  time.Duration
 
 	mu      sync.Mutex
 	results map[object.ObjMetadata]*ObjectResult
@@ -174,14 +184,18 @@ func newApplyRun(c *Cluster, p *Plan, opts ApplyOptions) *applyRun {
 	if timeout <= 0 {
 		timeout = defaultTimeout
 	}
-	a := &applyRun{c: c, p: p, opts: opts, deadline: time.Now().Add(timeout),
+	a := &applyRun{c: c, p: p, opts: opts, deadline: time.Now().Add(timeout), timeout: timeout,
 		out:     &Outcome{Environment: p.Environment, Revision: p.Revision, Phases: Phases{Plan: p.took.Seconds()}},
 		results: map[object.ObjMetadata]*ObjectResult{}, records: maps.Clone(p.inventory.records),
 		seen: maps.Clone(p.live.objects), done: map[object.ObjMetadata]bool{}}
 	for _, ch := range p.Changes {
 		r := &ObjectResult{Change: ch, Result: ResultUnchanged}
 		a.results[ch.id] = r
-		if _, ok := a.records[ch.id]; !ok && ch.Action != ActionPrune {
+		if ch.Action != ActionUnchanged && ch.Action != ActionPrune {
+			// Until its apply is known to have landed, nothing is known of
+			// what the object holds: its next plan dry-runs it.
+			a.records[ch.id] = record{}
+		} else if _, ok := a.records[ch.id]; !ok && ch.Action != ActionPrune {
 			a.records[ch.id] = record{}
 		}
 	}
@@ -217,26 +231,16 @@ func (a *applyRun) recordsChanged() bool {
 	return a.p.inventory.cm == nil && len(a.records) > 0 || !maps.Equal(a.records, a.p.inventory.records)
 }
 
-// recordIntent makes the inventory list every object the apply may create
-// before it creates any, so one cut off half way leaves none untracked.
+// recordIntent writes, before the first write of the apply, an inventory
+// that lists every object the apply may create, and no record for any
+// object it will write: an apply cut off half way leaves no object
+// untracked, and none judged unchanged by a record of what it held before.
 func (a *applyRun) recordIntent(ctx context.Context) error {
 	inv := a.p.inventory
-	grows := inv.cm == nil
-	for id := range a.records {
-		if _, ok := inv.records[id]; !ok {
-			grows = true
-		}
-	}
-	if !grows {
+	if inv.cm != nil && maps.Equal(a.records, inv.records) {
 		return nil
 	}
-	intent := maps.Clone(inv.records)
-	for id, r := range a.records {
-		if _, ok := intent[id]; !ok {
-			intent[id] = r
-		}
-	}
-	return a.c.writeInventory(ctx, inv, intent, "")
+	return a.c.writeInventory(ctx, inv, maps.Clone(a.records), "")
 }
 
 // fail marks an object failed and the apply as failing.
@@ -379,10 +383,15 @@ func (a *applyRun) establish(ctx context.Context, ids object.ObjMetadataSet) {
 	ctx, cancel := context.WithDeadline(ctx, a.deadline)
 	defer cancel()
 	for _, id := range crds {
+		var last error
 		err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 			live, err := a.c.get(ctx, id)
-			return live != nil && conditionTrue(live, "Established"), err
+			last = err // asked again at the next tick, up to the deadline
+			return err == nil && live != nil && conditionTrue(live, "Established"), nil
 		})
+		if err != nil && last != nil {
+			err = fmt.Errorf("%w (last: %v)", err, last)
+		}
 		if err != nil {
 			a.fail(id, fmt.Errorf("not established: %w", err))
 		}
@@ -417,7 +426,7 @@ func (a *applyRun) waitStage(ctx context.Context, stage object.ObjMetadataSet) {
 		a.fail(id, fmt.Errorf("failed: %s", why))
 	}
 	for id, why := range res.timedOut {
-		a.fail(id, fmt.Errorf("not healthy within %s: %s", a.opts.Timeout, why))
+		a.fail(id, fmt.Errorf("not healthy within %s: %s", a.timeout, why))
 	}
 	if len(res.failed)+len(res.timedOut) > 0 {
 		a.skipRest()
@@ -448,6 +457,7 @@ func (a *applyRun) prune(ctx context.Context) {
 				a.fail(id, fmt.Errorf("prune: %w", err))
 				return
 			}
+			a.c.watches().forgetObject(id)
 			a.mu.Lock()
 			defer a.mu.Unlock()
 			a.results[id].Result = ResultPruned

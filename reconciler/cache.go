@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"maps"
+	"math"
 	"strconv"
 	"sync"
 	"time"
@@ -65,6 +66,9 @@ type objectCache struct {
 	// wrote, until its watch has caught up: a plan must not mistake the
 	// object as it was before the write for drift.
 	applied map[object.ObjMetadata]uint64
+	// unwatchable are watches that could not sync, until when they are
+	// not tried again.
+	unwatchable map[informerKey]time.Time
 }
 
 // informerKey is one watch: a resource type in one namespace, or in all
@@ -89,7 +93,8 @@ func newObjectCache(ctx context.Context, c *Cluster, opts cacheOptions) *objectC
 	}
 	oc := &objectCache{ctx: ctx, cluster: c, opts: opts,
 		informers: map[informerKey]*cachedInformer{}, wide: map[schema.GroupVersionResource]bool{},
-		tick: make(chan struct{}), written: map[string]*corev1.ConfigMap{}, applied: map[object.ObjMetadata]uint64{}}
+		tick: make(chan struct{}), written: map[string]*corev1.ConfigMap{}, applied: map[object.ObjMetadata]uint64{},
+		unwatchable: map[informerKey]time.Time{}}
 	if opts.onChange != nil {
 		oc.inv = oc.startInventories()
 		oc.countWatches()
@@ -133,33 +138,46 @@ func (oc *objectCache) watch(m *meta.RESTMapping, namespace string) {
 	}
 }
 
+// unwatchableFor is how long a watch that could not sync is not tried
+// again; RBAC may be widened meanwhile.
+const unwatchableFor = 5 * time.Minute
+
 // store returns the synced store that holds the objects of m in namespace,
-// starting its watch on first use; false when it cannot be watched.
-func (oc *objectCache) store(m *meta.RESTMapping, namespace string) (cache.Store, bool) {
+// starting its watch on first use; false when it cannot be watched (then
+// for a while, without waiting again) or not before ctx ends.
+func (oc *objectCache) store(ctx context.Context, m *meta.RESTMapping, namespace string) (cache.Store, bool) {
 	if oc == nil {
+		return nil, false
+	}
+	key := oc.keyFor(m, namespace)
+	oc.mu.Lock()
+	retry, failed := oc.unwatchable[key]
+	oc.mu.Unlock()
+	if failed && time.Now().Before(retry) {
 		return nil, false
 	}
 	key, inf := oc.ensure(m, namespace)
 	if inf.synced() {
 		return inf.store, true
 	}
-	ctx, cancel := context.WithTimeout(oc.ctx, oc.opts.syncTimeout)
+	wait, cancel := context.WithTimeout(oc.ctx, oc.opts.syncTimeout)
 	defer cancel()
-	if cache.WaitForCacheSync(ctx.Done(), inf.synced) {
+	stop := context.AfterFunc(ctx, cancel)
+	defer stop()
+	if cache.WaitForCacheSync(wait.Done(), inf.synced) {
 		return inf.store, true
 	}
-	if oc.ctx.Err() == nil {
-		// Forget it, so that a later plan tries again (RBAC may have been
-		// widened by then).
+	if oc.ctx.Err() == nil && ctx.Err() == nil {
 		oc.mu.Lock()
 		if oc.informers[key] == inf {
 			inf.stop()
 			delete(oc.informers, key)
 			oc.countWatches()
 		}
+		oc.unwatchable[key] = time.Now().Add(unwatchableFor)
 		oc.mu.Unlock()
 		oc.opts.log.Warn("cannot watch objects (does RBAC allow list and watch?); reading them from the API server instead",
-			"resource", key.resource.String(), "namespace", key.namespace)
+			"resource", key.resource.String(), "namespace", key.namespace, "retry_in", unwatchableFor)
 	}
 	return nil, false
 }
@@ -181,11 +199,21 @@ func (oc *objectCache) wroteObject(id object.ObjMetadata, obj *unstructured.Unst
 	}
 	rv, err := strconv.ParseUint(obj.GetResourceVersion(), 10, 64)
 	if err != nil {
-		return
+		rv = math.MaxUint64 // no telling when the watch caught up: never trust it for this object
 	}
 	oc.mu.Lock()
 	defer oc.mu.Unlock()
 	oc.applied[id] = rv
+}
+
+// forgetObject drops what wroteObject remembered of a deleted object.
+func (oc *objectCache) forgetObject(id object.ObjMetadata) {
+	if oc == nil {
+		return
+	}
+	oc.mu.Lock()
+	defer oc.mu.Unlock()
+	delete(oc.applied, id)
 }
 
 // fresh reports whether a watched object is at least as new as this
@@ -255,7 +283,10 @@ func (oc *objectCache) canWatchAll(gvr schema.GroupVersionResource) bool {
 				Verb: verb, Group: gvr.Group, Version: gvr.Version, Resource: gvr.Resource,
 			}},
 		}, metav1.CreateOptions{})
-		allowed = allowed && err == nil && review.Status.Allowed
+		if err != nil {
+			return false // per namespace for now; asked again next time
+		}
+		allowed = allowed && review.Status.Allowed
 	}
 	oc.mu.Lock()
 	oc.wide[gvr] = allowed
@@ -413,12 +444,20 @@ func (oc *objectCache) inventory(env string) (*corev1.ConfigMap, bool) {
 	oc.mu.Lock()
 	defer oc.mu.Unlock()
 	if w := oc.written[env]; w != nil {
-		if !exists || cm.ResourceVersion != w.ResourceVersion {
+		if !exists || !atLeast(cm.ResourceVersion, w.ResourceVersion) {
 			return nil, false
 		}
 		delete(oc.written, env)
 	}
 	return cm, true
+}
+
+// atLeast reports whether resourceVersion a is b or newer; versions that
+// are not numbers are never.
+func atLeast(a, b string) bool {
+	x, err1 := strconv.ParseUint(a, 10, 64)
+	y, err2 := strconv.ParseUint(b, 10, 64)
+	return err1 == nil && err2 == nil && x >= y
 }
 
 // wroteInventory remembers the inventory this process just wrote, until the

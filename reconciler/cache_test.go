@@ -59,7 +59,7 @@ func TestCacheNamespacedRBAC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, ok := oc.store(m, "w-allowed")
+	store, ok := oc.store(ctx, m, "w-allowed")
 	if !ok || get(store, "w-allowed", "settings") == nil {
 		t.Fatalf("no synced watch of w-allowed (ok %v)", ok)
 	}
@@ -93,8 +93,12 @@ func TestCacheNamespacedRBAC(t *testing.T) {
 
 	// Listing is forbidden here: the watch is given up, and reads of those
 	// objects go to the API server (which refuses them, as it should).
-	if _, ok := oc.store(m, "w-forbidden"); ok {
+	if _, ok := oc.store(ctx, m, "w-forbidden"); ok {
 		t.Fatal("a watch where listing is forbidden reported synced")
+	}
+	// Remembered: the next plan does not wait for it again.
+	if _, ok := oc.store(ctx, m, "w-forbidden"); ok || oc.informers[informerKey{resource: m.Resource, namespace: "w-forbidden"}] != nil {
+		t.Fatal("the forbidden watch was tried again at once")
 	}
 	if _, kept := oc.informers[informerKey{resource: m.Resource, namespace: "w-forbidden"}]; kept {
 		t.Error("the forbidden watch was kept")

@@ -222,24 +222,28 @@ func (c *Cluster) serverSideApply(ctx context.Context, obj *unstructured.Unstruc
 // validated: every cluster has it.
 const standInNamespace = corev1.NamespaceDefault
 
-// dryRunCreateStandIn validates a namespaced object whose namespace the same
-// apply creates, by a dry-run create in standInNamespace: the server checks
-// schema, defaults and admission just as it will in the real namespace. An
-// object of the same name there already proves the content valid, since the
-// server validates before it looks for a clash.
-func (c *Cluster) dryRunCreateStandIn(ctx context.Context, obj *unstructured.Unstructured) error {
+// dryRunCreate validates obj as a new object, in namespace: the server
+// checks schema, defaults and admission. An object of the same name there
+// already proves the content valid, since the server validates before it
+// looks for a clash. It serves objects whose namespace the same apply
+// creates (validated in standInNamespace, where the server checks them just
+// as it will in the real one), and replacements (validated as the new
+// object they will be).
+func (c *Cluster) dryRunCreate(ctx context.Context, obj *unstructured.Unstructured, namespace string) error {
 	gvk := obj.GroupVersionKind()
 	m, err := c.mapping(gvk.GroupKind(), gvk.Version)
 	if err != nil {
 		return err
 	}
 	stand := obj.DeepCopy()
-	stand.SetNamespace(standInNamespace)
+	if namespace != "" {
+		stand.SetNamespace(namespace)
+	}
 	if err := c.acquire(ctx); err != nil {
 		return err
 	}
 	defer c.release()
-	_, err = c.client(m, standInNamespace).Create(ctx, stand, metav1.CreateOptions{
+	_, err = c.client(m, stand.GetNamespace()).Create(ctx, stand, metav1.CreateOptions{
 		FieldManager: FieldManager, DryRun: []string{metav1.DryRunAll}, FieldValidation: metav1.FieldValidationStrict,
 	})
 	if apierrors.IsAlreadyExists(err) {

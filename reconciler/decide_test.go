@@ -132,3 +132,34 @@ environments:
 		})
 	}
 }
+
+// TestFailedHealIsRetried: a self-heal whose apply fails is planned again at
+// the retry, though git has not moved and the drift mark was taken.
+func TestFailedHealIsRetried(t *testing.T) {
+	cfg, err := config.Parse([]byte(`apiVersion: trueup.dev/v1alpha1
+kind: Config
+sources: [{name: deploy, url: "https://git.example.com/deploy.git"}]
+environments: [{name: healing, source: deploy, selfHeal: true, interval: 1h}]
+`), "trueup.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	drift := []Change{newChange(object.ObjMetadata{GroupKind: schema.GroupKind{Kind: "ConfigMap"}, Namespace: "app", Name: "settings"}, ActionUpdate)}
+	cluster := &fakeCluster{changes: drift, failApply: "the API server is gone"}
+	d := NewDaemon(DaemonOptions{Config: cfg, Cluster: cluster, Renderer: &fakeRenderer{revision: "rev"},
+		Metrics: NewMetrics(prometheus.NewRegistry())})
+	d.sources["deploy"] = newSourceLoop("deploy", nil)
+	e := d.envs["healing"]
+	e.applied, e.lastCheck = "rev", time.Now()
+	d.suspectDrift("healing")
+	if err := d.reconcile(context.Background(), e); err == nil {
+		t.Fatal("the failing heal succeeded")
+	}
+	cluster.failApply = ""
+	if err := d.reconcile(context.Background(), e); err != nil {
+		t.Fatal(err)
+	}
+	if cluster.plans != 2 || len(cluster.applies) != 2 || statusOf(d, "healing").Status != StatusSynced {
+		t.Fatalf("%d plans, %d applies, status %s: the retry did not heal", cluster.plans, len(cluster.applies), statusOf(d, "healing").Status)
+	}
+}

@@ -3,11 +3,14 @@ package reconciler
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/cli-utils/pkg/object"
@@ -53,7 +56,6 @@ func TestApplyCostsOnlyWhatChanged(t *testing.T) {
 		t.Fatalf("plan after apply: %v", actions(p))
 	}
 	applyOK(t, fresh, p, waitOpts)
-	t.Logf("no-op: %d writes, %d dry-runs, %d reads", w.n.Load(), w.dryRuns.Load(), w.reads.Load())
 	if w.n.Load() != 0 || w.dryRuns.Load() != 0 || w.reads.Load() > int64(groups(d))+1 {
 		t.Errorf("no-op apply: %d writes, %d dry-runs, %d reads; want 0, 0 and at most %d", w.n.Load(), w.dryRuns.Load(), w.reads.Load(), groups(d)+1)
 	}
@@ -69,9 +71,11 @@ func TestApplyCostsOnlyWhatChanged(t *testing.T) {
 	if out.Count(ResultConfigured) != 1 || out.Count(ResultUnchanged) != 30 {
 		t.Fatalf("one change: %d configured, %d unchanged", out.Count(ResultConfigured), out.Count(ResultUnchanged))
 	}
-	t.Logf("one change: %d writes, %d dry-runs, %d reads", w.n.Load(), w.dryRuns.Load(), w.reads.Load())
-	if total := w.n.Load() + w.dryRuns.Load() + w.reads.Load(); w.dryRuns.Load() != 1 || w.n.Load() != 2 || total > 6 {
-		t.Errorf("one change: %d writes, %d dry-runs, %d reads; want 2 (object and inventory), 1, at most 6 in all (target: 10)", w.n.Load(), w.dryRuns.Load(), w.reads.Load())
+	// The inventory is written before the object (its record cleared,
+	// so a cut-off apply leaves it to be dry-run) and after.
+	if total := w.n.Load() + w.dryRuns.Load() + w.reads.Load(); w.dryRuns.Load() != 1 || w.n.Load() != 3 || total > 7 {
+		t.Errorf("one change: %d writes, %d dry-runs, %d reads; want 3 (the object and the inventory before and after), 1, at most 7 in all (target: 10)",
+			w.n.Load(), w.dryRuns.Load(), w.reads.Load())
 	}
 	cm, err := clientset(t).CoreV1().ConfigMaps("cost-env").Get(ctx, "cm-07", metav1.GetOptions{})
 	if err != nil || cm.Data["value"] != "v2" || cm.Labels[EnvironmentLabel] != "cost-env" {
@@ -336,4 +340,120 @@ spec:
 			}
 		}
 	}
+}
+
+// TestForceNeverDeletesForAWrongManifest: trueup.dev/force replaces an
+// object whose change is refused as immutable, but a manifest that is
+// simply invalid fails the plan and the object stays.
+func TestForceNeverDeletesForAWrongManifest(t *testing.T) {
+	ctx := context.Background()
+	c := connect(t, nil)
+	job := func(policy string) *Desired {
+		return desired(t, "force-bad-env", map[string]string{
+			"kustomization.yaml": "resources: [ns.yaml, job.yaml]\n",
+			"ns.yaml":            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: force-bad-env\n",
+			"job.yaml": "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: migrate\n  annotations:\n    trueup.dev/force: enabled\n" +
+				"spec:\n  template:\n    spec:\n      restartPolicy: " + policy + "\n      containers: [{name: m, image: \"ghcr.io/acme/api:1.0.0\"}]\n",
+		})
+	}
+	applyOK(t, c, plan(t, c, job("Never")), waitOpts)
+	if _, err := c.Plan(ctx, job("Alwayz"), PlanOptions{Prune: true}); err == nil || !strings.Contains(err.Error(), "Alwayz") {
+		t.Fatalf("an invalid forced change: got %v, want the plan to fail naming the value", err)
+	}
+	if _, err := clientset(t).BatchV1().Jobs("force-bad-env").Get(ctx, "migrate", metav1.GetOptions{}); err != nil {
+		t.Fatalf("the Job is gone: %v", err)
+	}
+}
+
+// TestPruneSparesObjectsNeverApplied: an object the inventory lists but
+// trueup never applied (an apply stopped before it: no owning-inventory
+// annotation) is someone else's, and is not pruned when it leaves git.
+func TestPruneSparesObjectsNeverApplied(t *testing.T) {
+	ctx := context.Background()
+	c := connect(t, nil)
+	applyOK(t, c, plan(t, c, desired(t, "spare-env", configMaps("spare-env", 2, func(int) string { return "v" }))), waitOpts)
+	cs := clientset(t)
+	hand := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "by-hand", Namespace: "spare-env"}}
+	if _, err := cs.CoreV1().ConfigMaps("spare-env").Create(ctx, hand, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := c.readInventory(ctx, "spare-env")
+	if err != nil {
+		t.Fatal(err)
+	}
+	records := maps.Clone(inv.records)
+	records[object.ObjMetadata{GroupKind: schema.GroupKind{Kind: "ConfigMap"}, Namespace: "spare-env", Name: "by-hand"}] = record{}
+	if err := c.writeInventory(ctx, inv, records, ""); err != nil {
+		t.Fatal(err)
+	}
+	p := plan(t, c, desired(t, "spare-env", configMaps("spare-env", 2, func(int) string { return "v" })))
+	if p.Count(ActionPrune) != 0 {
+		t.Fatalf("plans to prune an object trueup never applied: %v", actions(p))
+	}
+	applyOK(t, c, p, waitOpts)
+	if _, err := cs.CoreV1().ConfigMaps("spare-env").Get(ctx, "by-hand", metav1.GetOptions{}); err != nil {
+		t.Fatalf("by-hand is gone: %v", err)
+	}
+}
+
+// TestUnrecordedApplyIsNotTakenForUnchanged: an apply whose object write
+// landed but whose inventory was never updated (the API server gone right
+// after) leaves no record saying the object holds the old manifest: when
+// git goes back to it, the object is changed back.
+func TestUnrecordedApplyIsNotTakenForUnchanged(t *testing.T) {
+	ctx := context.Background()
+	c := connect(t, nil)
+	v1 := desired(t, "unrec-env", configMaps("unrec-env", 1, func(int) string { return "one" }))
+	applyOK(t, c, plan(t, c, v1), waitOpts)
+
+	w := &writes{}
+	w.cutAfter.Store(2) // the inventory's intent and the object: not the inventory after
+	cut := connect(t, w)
+	if _, err := cut.Apply(ctx, plan(t, cut, desired(t, "unrec-env", configMaps("unrec-env", 1, func(int) string { return "two" }))), waitOpts); err == nil {
+		t.Fatal("the cut-off apply succeeded")
+	}
+	p := plan(t, connect(t, nil), v1)
+	if got := actions(p)["ConfigMap/unrec-env/cm-00"]; got != ActionUpdate {
+		t.Fatalf("back to the first manifest: cm-00 is %q, want update (plan %v)", got, actions(p))
+	}
+	applyOK(t, connect(t, nil), p, waitOpts)
+	if cm, err := clientset(t).CoreV1().ConfigMaps("unrec-env").Get(ctx, "cm-00", metav1.GetOptions{}); err != nil || cm.Data["value"] != "one" {
+		t.Fatalf("cm-00: %v %v", cm, err)
+	}
+}
+
+// TestPlanSeesCRDsInstalledByOthers: a kind whose CRD someone else
+// installed after the cluster client looked up the kinds is planned, not
+// refused as unknown.
+func TestPlanSeesCRDsInstalledByOthers(t *testing.T) {
+	ctx := context.Background()
+	c := connect(t, nil)
+	applyOK(t, c, plan(t, c, desired(t, "late-crd-env", configMaps("late-crd-env", 1, func(int) string { return "v" }))), waitOpts)
+	crd := &unstructured.Unstructured{}
+	crd.SetAPIVersion("apiextensions.k8s.io/v1")
+	crd.SetKind("CustomResourceDefinition")
+	crd.SetName("gadgets.late.example.com")
+	crd.Object["spec"] = map[string]any{"group": "late.example.com", "scope": "Namespaced",
+		"names":    map[string]any{"kind": "Gadget", "plural": "gadgets", "singular": "gadget"},
+		"versions": []any{map[string]any{"name": "v1", "served": true, "storage": true, "schema": map[string]any{"openAPIV3Schema": map[string]any{"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}}}
+	dyn := dynamicClient(t)
+	crds := dyn.Resource(schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"})
+	if _, err := crds.Create(ctx, crd, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the CRD is established", func() error {
+		live, err := crds.Get(ctx, crd.GetName(), metav1.GetOptions{})
+		if err != nil || !conditionTrue(live, "Established") {
+			return fmt.Errorf("not yet: %v", err)
+		}
+		return nil
+	})
+	files := configMaps("late-crd-env", 1, func(int) string { return "v" })
+	files["kustomization.yaml"] = strings.Replace(files["kustomization.yaml"], "]", ", gadget.yaml]", 1)
+	files["gadget.yaml"] = "apiVersion: late.example.com/v1\nkind: Gadget\nmetadata:\n  name: g\nspec:\n  size: 1\n"
+	p := plan(t, c, desired(t, "late-crd-env", files))
+	if got := actions(p)["Gadget.late.example.com/late-crd-env/g"]; got != ActionCreate {
+		t.Fatalf("the Gadget: %q (plan %v)", got, actions(p))
+	}
+	applyOK(t, c, p, waitOpts)
 }

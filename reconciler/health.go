@@ -134,13 +134,14 @@ func (c *Cluster) waitHealthy(ctx context.Context, env string, ids []object.ObjM
 	}
 }
 
-// notOlder reads an object, but never an older generation than the one
-// known: right after an apply, a watch may still hold the object as it was
-// before, whose health says nothing about the new spec.
+// notOlder reads an object, but never one older than the one known: right
+// after an apply, a watch may still hold the object as it was before —
+// an older generation, or the object a replace deleted — whose health says
+// nothing about the new one.
 func notOlder(read func() *unstructured.Unstructured, known *unstructured.Unstructured) func() *unstructured.Unstructured {
 	return func() *unstructured.Unstructured {
 		obj := read()
-		if known != nil && (obj == nil || obj.GetGeneration() < known.GetGeneration()) {
+		if known != nil && (obj == nil || obj.GetUID() != known.GetUID() || obj.GetGeneration() < known.GetGeneration()) {
 			return known
 		}
 		return obj
@@ -152,7 +153,7 @@ func notOlder(read func() *unstructured.Unstructured, known *unstructured.Unstru
 func (c *Cluster) watchOne(ctx context.Context, oc *objectCache, id object.ObjMetadata) func() *unstructured.Unstructured {
 	m, err := c.mapping(id.GroupKind, "")
 	if err == nil {
-		if store, ok := oc.store(m, id.Namespace); ok {
+		if store, ok := oc.store(ctx, m, id.Namespace); ok {
 			return func() *unstructured.Unstructured { return get(store, id.Namespace, id.Name) }
 		}
 	}

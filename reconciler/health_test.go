@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/yaml"
 )
@@ -39,19 +40,21 @@ func TestHealthWaitsForJobCompletion(t *testing.T) {
 // still hold the object as it was, healthy at the old spec; the wait reads
 // what the apply returned until the watch has caught up.
 func TestHealthNeverReadsAnOlderGeneration(t *testing.T) {
-	at := func(generation int64) *unstructured.Unstructured {
+	at := func(uid string, generation int64) *unstructured.Unstructured {
 		u := &unstructured.Unstructured{}
+		u.SetUID(types.UID(uid))
 		u.SetGeneration(generation)
 		return u
 	}
-	applied := at(2)
+	applied := at("new", 2)
 	for name, tc := range map[string]struct {
 		watched, want *unstructured.Unstructured
 	}{
-		"the watch is behind":       {watched: at(1), want: applied},
-		"the watch has not seen it": {watched: nil, want: applied},
-		"the watch caught up":       {watched: at(2), want: nil},
-		"the watch is ahead":        {watched: at(3), want: nil},
+		"the watch is behind":                          {watched: at("new", 1), want: applied},
+		"the watch has not seen it":                    {watched: nil, want: applied},
+		"the watch holds the object a replace deleted": {watched: at("old", 5), want: applied},
+		"the watch caught up":                          {watched: at("new", 2), want: nil},
+		"the watch is ahead":                           {watched: at("new", 3), want: nil},
 	} {
 		t.Run(name, func(t *testing.T) {
 			got := notOlder(func() *unstructured.Unstructured { return tc.watched }, applied)()

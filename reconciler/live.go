@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -38,8 +39,19 @@ var namespaceKind = schema.GroupKind{Kind: "Namespace"}
 // has them, otherwise with one LIST per resource type and namespace (a LIST
 // by name where the group is a single object) — never a GET per object. The
 // objects in a namespace that does not exist are known absent without a
-// request.
+// request. A kind the server does not seem to know, or a resource type gone
+// under a LIST, makes the kinds be asked for again, once: CRDs come and go
+// without trueup.
 func (c *Cluster) readLive(ctx context.Context, ids []object.ObjMetadata) (*liveState, error) {
+	st, err := c.readLiveOnce(ctx, ids)
+	if apierrors.IsNotFound(err) || err == nil && len(st.unmapped) > 0 {
+		c.forgetKinds()
+		st, err = c.readLiveOnce(ctx, ids)
+	}
+	return st, err
+}
+
+func (c *Cluster) readLiveOnce(ctx context.Context, ids []object.ObjMetadata) (*liveState, error) {
 	st := &liveState{objects: map[object.ObjMetadata]*unstructured.Unstructured{}, unmapped: map[object.ObjMetadata]error{},
 		mappings: map[object.ObjMetadata]*meta.RESTMapping{}, absentNamespaces: map[string]bool{}}
 	var namespaces, others []*group
@@ -112,7 +124,7 @@ func (c *Cluster) readGroup(ctx context.Context, g *group, absentNamespaces map[
 		return found, nil
 	}
 	missing := g.ids
-	if store, ok := c.watches().store(g.mapping, g.namespace); ok {
+	if store, ok := c.watches().store(ctx, g.mapping, g.namespace); ok {
 		// The watch sees only objects with trueup's label: one that is
 		// not there may still exist without it (made by someone else, or
 		// applied before trueup labelled its objects), so ask the server.

@@ -92,17 +92,17 @@ type Plan struct {
 	force bool
 	// showDiff is the plan's Diff option.
 	showDiff bool
-	took     time.Duration
+	// index is where each desired object's change is in Changes.
+	index map[object.ObjMetadata]int
+	took  time.Duration
 	// mu guards refreshed and deferred while dry-runs run concurrently.
 	mu sync.Mutex
 }
 
-// change returns the plan's change for id.
+// change returns the plan's change for a desired object.
 func (p *Plan) change(id object.ObjMetadata) *Change {
-	for i := range p.Changes {
-		if p.Changes[i].id == id {
-			return &p.Changes[i]
-		}
+	if i, ok := p.index[id]; ok {
+		return &p.Changes[i]
 	}
 	return nil
 }
@@ -189,8 +189,10 @@ func (c *Cluster) Plan(ctx context.Context, desired *Desired, opts PlanOptions) 
 	if p.live, err = c.readLive(ctx, order.Union(inv.ids())); err != nil {
 		return nil, fmt.Errorf("plan %s: %w", env, err)
 	}
-	for _, id := range order {
+	p.index = make(map[object.ObjMetadata]int, len(order))
+	for i, id := range order {
 		p.Changes = append(p.Changes, newChange(id, ActionUnchanged))
+		p.index[id] = i
 	}
 	if err := c.validate(ctx, p, order, opts.ForceConflicts); err != nil {
 		return nil, fmt.Errorf("plan %s: %w", env, err)
@@ -310,7 +312,7 @@ func (p *Plan) deferValidation(id object.ObjMetadata, why string) {
 func (c *Cluster) dryRun(ctx context.Context, p *Plan, id object.ObjMetadata, force bool) error {
 	obj, live, ch := p.objects[id], p.live.objects[id], p.change(id)
 	if live == nil && id.Namespace != "" && p.live.absentNamespaces[id.Namespace] && p.creates(namespaceKind, id.Namespace) {
-		err := c.dryRunCreateStandIn(ctx, obj)
+		err := c.dryRunCreate(ctx, obj, standInNamespace)
 		if apierrors.IsForbidden(err) {
 			// trueup may not write there; check it in its own namespace
 			// once the apply has created it.
@@ -323,6 +325,12 @@ func (c *Cluster) dryRun(ctx context.Context, p *Plan, id object.ObjMetadata, fo
 	}
 	result, err := c.serverSideApply(ctx, obj, force, true)
 	if apierrors.IsInvalid(err) && live != nil && obj.GetAnnotations()[ForceAnnotation] == ForceEnabled {
+		// Refused as a change: an immutable field — or a wrong manifest,
+		// which must not cost the object. Valid as a new object, it is
+		// replaced.
+		if err := c.dryRunCreate(ctx, obj, ""); err != nil {
+			return err
+		}
 		ch.Action = ActionReplace
 		p.setDiff(ch, normalize(live), normalize(obj))
 		return nil
@@ -379,13 +387,16 @@ func (p *Plan) creates(gk schema.GroupKind, name string) bool {
 	return ok
 }
 
-// planPrunes adds the inventory objects that left git and can go.
+// planPrunes adds the inventory objects that left git and can go: those
+// that carry this inventory's annotation, which only trueup's apply gives
+// them. An object the inventory lists that never got it (an apply that
+// stopped before reaching it) is someone else's, and is never deleted.
 func (p *Plan) planPrunes(order object.ObjMetadataSet) {
 	own := inventoryName(p.Environment)
 	for _, id := range p.inventory.ids().Diff(order) {
 		live := p.live.objects[id]
-		if live == nil || keep(live) || (owner(live) != "" && owner(live) != own) {
-			continue // gone, kept, or since taken by another inventory
+		if live == nil || keep(live) || owner(live) != own {
+			continue // gone, kept, never applied, or since taken by another inventory
 		}
 		ch := newChange(id, ActionPrune)
 		p.setDiff(&ch, normalize(live), nil)

@@ -216,6 +216,7 @@ func (d *Daemon) recordFailure(r *run, err error) {
 		d.event(r.env.Name, corev1.EventTypeWarning, ReasonReconcileFailed, "%v", err)
 	}
 	d.setStatus(r.env.Name, StatusFailed, err.Error())
+	r.e.lastCheck = time.Time{} // the retry plans again, even at the same revision
 }
 
 func (d *Daemon) event(env, eventType, reason, format string, args ...any) {

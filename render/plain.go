@@ -29,7 +29,7 @@ import (
 func plainResources(fsys filesys.FileSystem, dir string) (res []*resource.Resource, ok bool) {
 	b := &plainBuilder{fsys: fsys, rf: provider.NewDefaultDepProvider().GetResourceFactory(),
 		visited: map[string]bool{}, ids: map[string]bool{}}
-	if !b.kustomization(dir) {
+	if !b.kustomization(dir, nil) {
 		return nil, false
 	}
 	var kept []plainResource
@@ -63,12 +63,19 @@ type plainBuilder struct {
 // plainKeys are the only fields of a plain kustomization.
 var plainKeys = map[string]bool{"apiVersion": true, "kind": true, "resources": true}
 
-// kustomization adds the resources of the kustomization in dir.
-func (b *plainBuilder) kustomization(dir string) bool {
+// kustomization adds the resources of the kustomization in dir, reached
+// from the kustomizations in chain.
+func (b *plainBuilder) kustomization(dir string, chain []string) bool {
 	if b.visited[dir] {
-		return false // a cycle: krusty says so
+		return false // reached twice: krusty says why
+	}
+	for _, root := range chain {
+		if root == dir || strings.HasPrefix(root, dir+"/") {
+			return false // a base that holds a kustomization on its way there: a cycle to krusty
+		}
 	}
 	b.visited[dir] = true
+	chain = append(chain, dir)
 	file, ok := b.kustomizationFile(dir)
 	if !ok {
 		return false
@@ -92,8 +99,10 @@ func (b *plainBuilder) kustomization(dir string) bool {
 	if v, ok := k["kind"]; ok && v != types.KustomizationKind {
 		return false
 	}
+	// Without resources — not even an empty list — a kustomization is
+	// empty, which kustomize refuses.
 	entries, ok := k["resources"].([]any)
-	if !ok && k["resources"] != nil {
+	if !ok {
 		return false
 	}
 	for _, e := range entries {
@@ -101,7 +110,7 @@ func (b *plainBuilder) kustomization(dir string) bool {
 		if !ok || entry == "" || isRemoteRef(entry) || path.IsAbs(entry) {
 			return false
 		}
-		if !b.resource(dir, path.Join(dir, entry)) {
+		if !b.resource(dir, path.Join(dir, entry), chain) {
 			return false
 		}
 	}
@@ -125,9 +134,9 @@ func (b *plainBuilder) kustomizationFile(dir string) (string, bool) {
 // resource adds a directory's kustomization or a file's resources. Files
 // must be inside the kustomization's directory, as krusty's root-only
 // loading has it; directories may be anywhere in the repository.
-func (b *plainBuilder) resource(dir, p string) bool {
+func (b *plainBuilder) resource(dir, p string, chain []string) bool {
 	if b.fsys.IsDir(p) {
-		return b.kustomization(p)
+		return b.kustomization(p, chain)
 	}
 	if !strings.HasPrefix(p, dir+"/") {
 		return false

@@ -164,6 +164,12 @@ metadata: {name: c}
 		"two kustomization files":             {files: map[string]string{"kustomization.yaml": "resources: [a.yaml]\n", "kustomization.yml": "resources: [a.yaml]\n", "a.yaml": objA}},
 		"a directory without a kustomization": {files: map[string]string{"kustomization.yaml": "resources: [sub]\n", "sub/a.yaml": objA}},
 		"a cycle":                             {files: map[string]string{"kustomization.yaml": "resources: [sub]\n", "sub/kustomization.yaml": "resources: [..]\n"}},
+		"a base that holds the overlay": {files: map[string]string{
+			"overlay/kustomization.yaml": "resources: [base]\n", "overlay/base/kustomization.yaml": "resources: [../..]\n",
+			"kustomization.yaml": "resources: [a.yaml]\n", "a.yaml": objA}},
+		"an empty kustomization":   {files: map[string]string{"kustomization.yaml": ""}},
+		"only apiVersion and kind": {files: map[string]string{"kustomization.yaml": "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"}},
+		"resources commented out":  {files: map[string]string{"kustomization.yaml": "resources:\n# - a.yaml\n", "a.yaml": objA}},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -195,6 +201,28 @@ func TestPlainMatchesKustomizeOnTheRepositories(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// FuzzPlainKustomizationMatchesKustomize: whatever the kustomization says
+// (its resources the file a.yaml, a directory sub/ and whatever else it
+// names), a plain build is exactly kustomize's, or there is none.
+func FuzzPlainKustomizationMatchesKustomize(f *testing.F) {
+	f.Add([]byte(plainKustomization), []byte(objA))
+	f.Add([]byte("resources:\n"), []byte(objA))
+	f.Add([]byte("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [a.yaml, sub, sub/../a.yaml]\n"), []byte(objB))
+	f.Add([]byte("resources: [./sub/, a.yaml]\nnamespace: x\n"), []byte(objA))
+	f.Fuzz(func(t *testing.T, kustomization, a []byte) {
+		if len(kustomization)+len(a) > 1<<16 {
+			return
+		}
+		repo := fstest.MapFS{
+			"kustomization.yaml":     {Data: kustomization},
+			"a.yaml":                 {Data: a},
+			"sub/kustomization.yaml": {Data: []byte("resources: [b.yaml]\n")},
+			"sub/b.yaml":             {Data: []byte(objB)},
+		}
+		same(t, repo, ".")
+	})
 }
 
 // FuzzPlainMatchesKustomize: whatever two resource files hold, a plain

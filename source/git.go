@@ -210,7 +210,8 @@ func (g *Git) snapshot(ctx context.Context, hash plumbing.Hash) (Revision, error
 		}
 	}
 	g.snapMu.Unlock()
-	s.once.Do(func() { s.rev, s.err = snapshotCommit(ctx, g.repo, hash) })
+	// Not the first caller's cancellation: others may wait for this read.
+	s.once.Do(func() { s.rev, s.err = snapshotCommit(context.WithoutCancel(ctx), g.repo, hash) })
 	if s.err != nil {
 		g.snapMu.Lock()
 		g.snapshots = slices.DeleteFunc(g.snapshots, func(k *snapshot) bool { return k == s })
