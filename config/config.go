@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // APIVersion and Kind identify a trueup config file; both are required.
@@ -26,6 +28,7 @@ const (
 // help text and generated docs quote the same values Parse fills in.
 const (
 	DefaultSourceInterval  = time.Minute
+	DefaultSourceTimeout   = time.Minute
 	DefaultBranch          = "main"
 	DefaultPath            = "."
 	DefaultEnvInterval     = 5 * time.Minute
@@ -39,6 +42,40 @@ const (
 	DefaultAuthorName      = "trueup"
 	DefaultAuthorEmail     = "trueup@users.noreply.trueup.dev"
 )
+
+// Default limits on what a repository may make a render read and build. Each
+// is far above what real repositories reach, and well below what exhausts the
+// daemon's memory: they stop a bad commit, not a big deployment.
+const (
+	// DefaultMaxFileSize is 8 MiB: the largest manifests repositories vendor
+	// are operator bundles with all their CRDs (prometheus-operator's
+	// bundle.yaml is 4.4 MiB), and no Kubernetes object can be over 1.5 MiB,
+	// etcd's request limit.
+	DefaultMaxFileSize = 8 << 20
+	// DefaultMaxYAMLNodes is a million nodes in a file, aliases expanded.
+	// Real manifests take 30 to 60 bytes a node (Gateway API's 460 KiB of
+	// CRDs are 7,300 nodes, Kubernetes' 3.7 MiB OpenAPI document 121,000),
+	// so 8 MiB of them stays under 300,000; a "billion laughs" of a few
+	// hundred bytes expands to a billion. Kustomize takes about 1 KiB of
+	// memory a node.
+	DefaultMaxYAMLNodes = 1_000_000
+	// DefaultMaxYAMLDepth is 100 levels of nested mappings and lists:
+	// CRD schemas, the deepest manifests, nest 20 to 40 (Gateway API's 24).
+	DefaultMaxYAMLDepth = 100
+	// DefaultMaxRenderedSize is 64 MiB of rendered objects as JSON, the
+	// form the daemon keeps them in: thousands of objects and the CRDs of
+	// a few operators are a few MiB to a few tens.
+	DefaultMaxRenderedSize = 64 << 20
+	// DefaultMaxObjects is 10,000 objects in an environment, twice the
+	// largest environment in the benchmarks.
+	DefaultMaxObjects = 10_000
+)
+
+// MaxFileSizeCeiling is the highest maxFileSize may be set to. A revision is
+// loaded into memory once for all its environments, before any of them
+// renders, so a file larger than this is never read: a render that uses it
+// fails on maxFileSize.
+const MaxFileSizeCeiling = 64 << 20
 
 // Config is a loaded, validated trueup.yaml with every default filled in.
 type Config struct {
@@ -54,6 +91,69 @@ type Config struct {
 	Decryption Decryption
 	// Environments are the deployments trueup keeps equal to git. Default: none.
 	Environments []Environment
+	// Limits bound what a repository may make a render read and build, for
+	// every environment; an environment's own limits override them key by
+	// key. Default: every limit at its default.
+	Limits Limits
+}
+
+// Limits bound the repository content a render reads and the objects it
+// builds, so that a bad commit (a YAML "billion laughs", a generator run
+// wild) fails that environment's render with an error naming the file and
+// the limit, instead of exhausting the daemon's memory and stopping every
+// environment. Files are checked as read, before kustomize parses them, and
+// SOPS files again once decrypted; the rendered objects once built. The
+// limits apply to every file a render reads: manifests, kustomizations,
+// patches and generator inputs alike. In Options for render, a zero field
+// means its default.
+type Limits struct {
+	// MaxFileSize is the largest file a render reads, in bytes, as stored
+	// and once decrypted; a file's YAML values may not add up to more than
+	// this with its aliases expanded either. A whole number of bytes or a
+	// Kubernetes quantity such as 8Mi; at most 64Mi (MaxFileSizeCeiling).
+	// Default 8Mi.
+	MaxFileSize int64
+	// MaxYAMLNodes is the most YAML nodes (mappings, lists and values, keys
+	// included) a file may hold with its aliases expanded, over all its
+	// documents. Default 1000000.
+	MaxYAMLNodes int64
+	// MaxYAMLDepth is how deeply mappings and lists may nest in a file, its
+	// aliases expanded. Default 100.
+	MaxYAMLDepth int
+	// MaxRenderedSize is the most an environment's rendered objects may
+	// add up to, in bytes as JSON. A whole number of bytes or a Kubernetes
+	// quantity such as 64Mi. Default 64Mi.
+	MaxRenderedSize int64
+	// MaxObjects is the most objects an environment may render.
+	// Default 10000.
+	MaxObjects int
+}
+
+// FormatSize writes a number of bytes as a limit is written in the config:
+// 8Mi, or the number itself when no binary suffix fits.
+func FormatSize(n int64) string {
+	return resource.NewQuantity(n, resource.BinarySI).String()
+}
+
+// DefaultLimits returns every limit at its default.
+func DefaultLimits() Limits {
+	return Limits{}.WithDefaults()
+}
+
+// WithDefaults returns l with every zero limit set to its default.
+func (l Limits) WithDefaults() Limits {
+	or := func(v, def int64) int64 {
+		if v == 0 {
+			return def
+		}
+		return v
+	}
+	l.MaxFileSize = or(l.MaxFileSize, DefaultMaxFileSize)
+	l.MaxYAMLNodes = or(l.MaxYAMLNodes, DefaultMaxYAMLNodes)
+	l.MaxYAMLDepth = int(or(int64(l.MaxYAMLDepth), DefaultMaxYAMLDepth))
+	l.MaxRenderedSize = or(l.MaxRenderedSize, DefaultMaxRenderedSize)
+	l.MaxObjects = int(or(int64(l.MaxObjects), DefaultMaxObjects))
+	return l
 }
 
 // Source is one repository.
@@ -69,6 +169,11 @@ type Source struct {
 	// Interval is how often the source is polled for new commits; webhooks
 	// and local watches trigger sooner. Default 1m.
 	Interval time.Duration
+	// Timeout bounds each network operation on the remote (a fetch, the
+	// first clone, a push): one that has not finished by then fails, and
+	// the source is tried again with a backoff. Raise it for a repository
+	// whose first clone takes longer. Default 1m.
+	Timeout time.Duration
 	// Auth holds credentials, as files (mounted from Secrets in a cluster).
 	// Default: anonymous.
 	Auth Auth
@@ -162,6 +267,10 @@ type Environment struct {
 	MaxPrunePercent int
 	// AllowMassPrune lets a sync prune beyond MaxPrunePercent. Default false.
 	AllowMassPrune bool
+	// Limits are the environment's render limits: the top-level limits,
+	// with the keys the environment's own limits set replaced.
+	// Default: the top-level limits.
+	Limits Limits
 }
 
 // Promotion says where an environment's images go next.

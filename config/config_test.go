@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"go/ast"
 	goparser "go/parser"
 	"go/token"
@@ -25,13 +26,16 @@ func TestLoadGood(t *testing.T) {
 				Kind:       Kind,
 				Sources: []Source{{
 					Name: "deploy", URL: "https://git.example.com/acme/deploy.git", Interval: time.Minute,
-					Commit: Commit{AuthorName: DefaultAuthorName, AuthorEmail: DefaultAuthorEmail},
+					Timeout: DefaultSourceTimeout,
+					Commit:  Commit{AuthorName: DefaultAuthorName, AuthorEmail: DefaultAuthorEmail},
 				}},
 				Environments: []Environment{{
 					Name: "production", Source: "deploy", Branch: "main", Path: ".",
 					Interval: 5 * time.Minute, Prune: true, SelfHeal: false, Wait: true,
 					Timeout: 5 * time.Minute, MaxPrunePercent: 50, AllowMassPrune: false,
+					Limits: Limits{MaxFileSize: 8 << 20, MaxYAMLNodes: 1_000_000, MaxYAMLDepth: 100, MaxRenderedSize: 64 << 20, MaxObjects: 10_000},
 				}},
+				Limits: Limits{MaxFileSize: 8 << 20, MaxYAMLNodes: 1_000_000, MaxYAMLDepth: 100, MaxRenderedSize: 64 << 20, MaxObjects: 10_000},
 			}
 			if !reflect.DeepEqual(c, want) {
 				t.Errorf("defaults:\n got %+v\nwant %+v", c, want)
@@ -45,6 +49,7 @@ func TestLoadGood(t *testing.T) {
 					Name:     "deploy",
 					URL:      "git@git.example.com:acme/deploy.git",
 					Interval: 30 * time.Second,
+					Timeout:  DefaultSourceTimeout,
 					// Relative files resolve against the config's directory; absolute ones stay.
 					Auth: Auth{
 						UsernameFile:   filepath.Join(dir, "git/username"),
@@ -62,12 +67,13 @@ func TestLoadGood(t *testing.T) {
 					Name: "staging", Source: "deploy", Branch: "staging", Path: "overlays/staging",
 					Namespace: "app-staging", Interval: 2 * time.Minute, Prune: false, SelfHeal: true,
 					Wait: false, Timeout: 10 * time.Minute, MaxPrunePercent: 20, AllowMassPrune: true,
-					Promotion: &Promotion{To: "production", Auto: true},
+					Promotion: &Promotion{To: "production", Auto: true}, Limits: DefaultLimits(),
 				}, {
 					Name: "production", Source: "deploy", Branch: "production", Path: "overlays/production",
 					Namespace: "app-production", Interval: 5 * time.Minute, Prune: true, Wait: true,
-					Timeout: 5 * time.Minute, MaxPrunePercent: 50, DependsOn: []string{"staging"},
+					Timeout: 5 * time.Minute, MaxPrunePercent: 50, DependsOn: []string{"staging"}, Limits: DefaultLimits(),
 				}},
+				Limits: DefaultLimits(),
 			}
 			if !reflect.DeepEqual(c, want) {
 				t.Errorf("\n got %+v\nwant %+v", c, want)
@@ -93,6 +99,19 @@ func TestLoadGood(t *testing.T) {
 			}
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("\n got %+v\nwant %+v", got, want)
+			}
+		},
+		"limits.good.yaml": func(t *testing.T, c *Config) {
+			top := Limits{MaxFileSize: 16 << 20, MaxYAMLNodes: 2_000_000, MaxYAMLDepth: 200, MaxRenderedSize: 128 << 20, MaxObjects: 20_000}
+			if c.Limits != top {
+				t.Errorf("top-level limits %+v, want %+v", c.Limits, top)
+			}
+			platform := top
+			platform.MaxObjects, platform.MaxRenderedSize = 50_000, 1<<30
+			for i, want := range []Limits{platform, top, top} {
+				if got := c.Environments[i].Limits; got != want {
+					t.Errorf("%s: limits %+v, want %+v", c.Environments[i].Name, got, want)
+				}
 			}
 		},
 		"env-branches.good.yaml": func(t *testing.T, c *Config) {
@@ -179,6 +198,11 @@ func TestLoadBad(t *testing.T) {
 		"absolute-path":            `:9:11: environments[0].path: "/etc" must be a relative path inside the repository`,
 		"bad-branch":               `:9:13: environments[0].branch: "release 1" is not a valid git branch name`,
 		"ref-as-branch":            `:9:13: environments[0].branch: "refs/heads/staging" is a ref; write the branch name alone`,
+		"limits-unknown-key":       `:7:3: limits.maxFileSise: unknown key (did you mean "maxFileSize"?)`,
+		"limits-negative":          `:10:19: environments[0].limits.maxObjects: "-1" is not a whole number from 1 to 2147483647`,
+		"limits-bad-size":          `:10:24: environments[0].limits.maxRenderedSize: "64MB" is not a positive size in bytes such as 4194304 or 4Mi`,
+		"limits-over-ceiling":      `:4:16: limits.maxFileSize: "1Gi" is more than the most allowed, 64Mi`,
+		"limits-not-a-mapping":     `:9:13: environments[0].limits: must be a mapping, not a list`,
 	}
 	files, err := filepath.Glob("testdata/*.bad.yaml")
 	if err != nil {
@@ -274,8 +298,10 @@ sources:
   - {name: s, url: ., interval: ~, auth: }
 decryption:
   ageKeyFiles:
+limits:
+  maxObjects: ~
 environments:
-  - {name: e, source: s, branch: null, prune: ~, wait: , promotion: ~, dependsOn: ~}
+  - {name: e, source: s, branch: null, prune: ~, wait: , promotion: ~, dependsOn: ~, limits: ~}
 `)
 	c, err := Parse(data, "trueup.yaml")
 	if err != nil {
@@ -285,8 +311,85 @@ environments:
 	if e.Branch != DefaultBranch || e.Prune != DefaultPrune || e.Wait != DefaultWait || e.Promotion != nil || e.DependsOn != nil {
 		t.Errorf("null values did not take the defaults: %+v", e)
 	}
+	if c.Limits != DefaultLimits() || e.Limits != DefaultLimits() {
+		t.Errorf("null limits did not take the defaults: %+v, %+v", c.Limits, e.Limits)
+	}
 	if c.Sources[0].Interval != DefaultSourceInterval {
 		t.Errorf("source interval %v", c.Sources[0].Interval)
+	}
+}
+
+// TestLimitValues: sizes are bytes or Kubernetes quantities, counts whole
+// numbers, and every limit is positive.
+func TestLimitValues(t *testing.T) {
+	parse := func(key, value string) (Limits, error) {
+		c, err := Parse([]byte(fmt.Sprintf("apiVersion: trueup.dev/v1alpha1\nkind: Config\nlimits:\n  %s: %s\n", key, value)), "trueup.yaml")
+		if err != nil {
+			return Limits{}, err
+		}
+		return c.Limits, nil
+	}
+	for _, tc := range []struct {
+		key, value string
+		want       Limits
+	}{
+		{"maxFileSize", "4Mi", Limits{MaxFileSize: 4 << 20}},
+		{"maxFileSize", "4194304", Limits{MaxFileSize: 4 << 20}},
+		{"maxFileSize", `"4194304"`, Limits{MaxFileSize: 4 << 20}},
+		{"maxFileSize", "1.5Mi", Limits{MaxFileSize: 3 << 19}},
+		{"maxFileSize", "4M", Limits{MaxFileSize: 4_000_000}},
+		{"maxFileSize", "64Mi", Limits{MaxFileSize: MaxFileSizeCeiling}},
+		{"maxRenderedSize", "1Ti", Limits{MaxRenderedSize: 1 << 40}},
+		{"maxRenderedSize", "1e9", Limits{MaxRenderedSize: 1_000_000_000}},
+		{"maxYAMLNodes", "1_000", Limits{MaxYAMLNodes: 1000}},
+		{"maxYAMLDepth", "1", Limits{MaxYAMLDepth: 1}},
+		{"maxObjects", "2147483647", Limits{MaxObjects: 2147483647}},
+		{"maxObjects", "~", Limits{}},
+	} {
+		got, err := parse(tc.key, tc.value)
+		if want := tc.want.WithDefaults(); err != nil || got != want {
+			t.Errorf("%s: %s: got %+v, %v; want %+v", tc.key, tc.value, got, err, want)
+		}
+	}
+	for _, tc := range []struct{ key, value, want string }{
+		{"maxFileSize", "0", `"0" is not a positive size`},
+		{"maxFileSize", "-4Mi", `"-4Mi" is not a positive size`},
+		{"maxFileSize", "100m", `"100m" is not a positive size`},
+		{"maxFileSize", "4MB", `"4MB" is not a positive size in bytes such as 4194304 or 4Mi`},
+		{"maxFileSize", "true", `"true" is not a positive size`},
+		{"maxFileSize", "[4Mi]", `a list is not a positive size`},
+		{"maxFileSize", "65Mi", `"65Mi" is more than the most allowed, 64Mi`},
+		{"maxRenderedSize", "10000000000000000000", `"10000000000000000000" is not a positive size`},
+		{"maxYAMLNodes", "0", `"0" is not a whole number from 1 to 2147483647`},
+		{"maxYAMLNodes", "1Mi", `"1Mi" is not a whole number`},
+		{"maxYAMLDepth", `"100"`, `"100" is not a whole number`},
+		{"maxYAMLDepth", "1.5", `"1.5" is not a whole number`},
+		{"maxObjects", "3000000000", `"3000000000" is not a whole number from 1 to 2147483647`},
+	} {
+		_, err := parse(tc.key, tc.value)
+		if want := "trueup.yaml:4:"; err == nil || !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "limits."+tc.key+": "+tc.want) {
+			t.Errorf("%s: %s: got %v, want %s", tc.key, tc.value, err, tc.want)
+		}
+	}
+}
+
+func TestLimitDefaults(t *testing.T) {
+	want := Limits{MaxFileSize: DefaultMaxFileSize, MaxYAMLNodes: DefaultMaxYAMLNodes, MaxYAMLDepth: DefaultMaxYAMLDepth,
+		MaxRenderedSize: DefaultMaxRenderedSize, MaxObjects: DefaultMaxObjects}
+	if got := (Limits{}).WithDefaults(); got != want || DefaultLimits() != want {
+		t.Errorf("the zero limits take %+v, want the defaults %+v", got, want)
+	}
+	set := Limits{MaxFileSize: 1, MaxYAMLNodes: 2, MaxYAMLDepth: 3, MaxRenderedSize: 4, MaxObjects: 5}
+	if got := set.WithDefaults(); got != set {
+		t.Errorf("set limits became %+v", got)
+	}
+	if DefaultMaxFileSize > MaxFileSizeCeiling {
+		t.Error("the default file size is over the ceiling")
+	}
+	for n, want := range map[int64]string{8 << 20: "8Mi", 1024: "1Ki", 1500000: "1500000", 12: "12"} {
+		if got := FormatSize(n); got != want {
+			t.Errorf("FormatSize(%d) = %s, want %s", n, got, want)
+		}
 	}
 }
 
@@ -423,6 +526,10 @@ func FuzzParse(f *testing.F) {
 			}
 			if e.Interval <= 0 || e.Timeout <= 0 || e.MaxPrunePercent < 0 || e.MaxPrunePercent > 100 {
 				t.Errorf("accepted out-of-range values: %+v", e)
+			}
+			if l := e.Limits; l.MaxFileSize <= 0 || l.MaxFileSize > MaxFileSizeCeiling || l.MaxYAMLNodes <= 0 ||
+				l.MaxYAMLDepth <= 0 || l.MaxRenderedSize <= 0 || l.MaxObjects <= 0 {
+				t.Errorf("accepted out-of-range limits: %+v", l)
 			}
 			if e.Name == "" || e.Branch == "" || e.Path == "" || strings.HasPrefix(e.Path, "/") || strings.HasPrefix(e.Path, "..") {
 				t.Errorf("accepted bad name, branch or path: %+v", e)

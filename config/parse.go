@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/url"
 	"path"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
@@ -76,10 +78,11 @@ func (p *parser) parse(data []byte) *Config {
 	if root == nil {
 		return nil
 	}
-	top := p.object(root, "", "apiVersion", "kind", "sources", "decryption", "environments")
+	top := p.object(root, "", "apiVersion", "kind", "sources", "decryption", "environments", "limits")
 	cfg := &Config{
 		APIVersion: p.constant(top, "apiVersion", APIVersion),
 		Kind:       p.constant(top, "kind", Kind),
+		Limits:     p.limits(top, DefaultLimits()),
 	}
 	sources := p.sources(top, cfg)
 	p.decryption(top, cfg)
@@ -307,6 +310,61 @@ func (p *parser) percent(o object, key string, def int) int {
 	return i
 }
 
+// limits reads the limits mapping under o, each key replacing its value in
+// base.
+func (p *parser) limits(o object, base Limits) Limits {
+	l, ok := p.child(o, "limits", "maxFileSize", "maxYAMLNodes", "maxYAMLDepth", "maxRenderedSize", "maxObjects")
+	if !ok {
+		return base
+	}
+	base.MaxFileSize = p.size(l, "maxFileSize", base.MaxFileSize, MaxFileSizeCeiling)
+	base.MaxYAMLNodes = p.count(l, "maxYAMLNodes", base.MaxYAMLNodes)
+	base.MaxYAMLDepth = int(p.count(l, "maxYAMLDepth", int64(base.MaxYAMLDepth)))
+	base.MaxRenderedSize = p.size(l, "maxRenderedSize", base.MaxRenderedSize, math.MaxInt64)
+	base.MaxObjects = int(p.count(l, "maxObjects", int64(base.MaxObjects)))
+	return base
+}
+
+// size reads a positive number of bytes, at most ceiling: a whole number or
+// a Kubernetes quantity such as 4Mi, as resource requests are written.
+func (p *parser) size(o object, key string, def, ceiling int64) int64 {
+	v := o.value(key)
+	if v == nil {
+		return def
+	}
+	var n int64
+	ok := v.Kind == yaml.ScalarNode && v.ShortTag() != "!!bool"
+	if ok {
+		// A whole number of bytes, such as 1.5Mi, and within int64.
+		q, err := resource.ParseQuantity(v.Value)
+		n = q.Value()
+		ok = err == nil && n > 0 && q.Cmp(*resource.NewQuantity(n, resource.DecimalSI)) == 0
+	}
+	switch {
+	case !ok:
+		p.errorf(v, o.key(key), "%s is not a positive size in bytes such as 4194304 or 4Mi", describe(v))
+		return def
+	case n > ceiling:
+		p.errorf(v, o.key(key), "%s is more than the most allowed, %s", describe(v), FormatSize(ceiling))
+		return def
+	}
+	return n
+}
+
+// count reads a positive whole number.
+func (p *parser) count(o object, key string, def int64) int64 {
+	v := o.value(key)
+	if v == nil {
+		return def
+	}
+	var n int64
+	if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!int" || v.Decode(&n) != nil || n <= 0 || n > math.MaxInt32 {
+		p.errorf(v, o.key(key), "%s is not a whole number from 1 to %d", describe(v), math.MaxInt32)
+		return def
+	}
+	return n
+}
+
 // stringList returns a list of non-empty strings, and where each is.
 func (p *parser) stringList(o object, key string) ([]string, []ref) {
 	var (
@@ -378,8 +436,8 @@ func (p *parser) resolve(ns *names, r ref, name string) {
 func (p *parser) sources(top object, cfg *Config) *names {
 	defined := newNames("source")
 	for i, n := range p.list(top, "sources") {
-		o := p.object(n, fmt.Sprintf("sources[%d]", i), "name", "url", "interval", "auth", "commit")
-		s := Source{Interval: p.duration(o, "interval", DefaultSourceInterval)}
+		o := p.object(n, fmt.Sprintf("sources[%d]", i), "name", "url", "interval", "timeout", "auth", "commit")
+		s := Source{Interval: p.duration(o, "interval", DefaultSourceInterval), Timeout: p.duration(o, "timeout", DefaultSourceTimeout)}
 		var at *yaml.Node
 		s.Name, at = p.required(o, "name")
 		p.define(defined, at, o.key("name"), s.Name)
@@ -450,7 +508,7 @@ func (p *parser) environments(top object, cfg *Config) (*names, []envRefs) {
 	for i, n := range p.list(top, "environments") {
 		o := p.object(n, fmt.Sprintf("environments[%d]", i),
 			"name", "source", "branch", "path", "namespace", "interval", "prune", "selfHeal",
-			"wait", "timeout", "dependsOn", "promotion", "maxPrunePercent", "allowMassPrune")
+			"wait", "timeout", "dependsOn", "promotion", "maxPrunePercent", "allowMassPrune", "limits")
 		e := Environment{
 			Branch:          DefaultBranch,
 			Path:            DefaultPath,
@@ -461,6 +519,7 @@ func (p *parser) environments(top object, cfg *Config) (*names, []envRefs) {
 			Timeout:         p.duration(o, "timeout", DefaultTimeout),
 			MaxPrunePercent: p.percent(o, "maxPrunePercent", DefaultMaxPrunePercent),
 			AllowMassPrune:  p.boolean(o, "allowMassPrune", DefaultAllowMassPrune),
+			Limits:          p.limits(o, cfg.Limits),
 		}
 		var r envRefs
 		var at *yaml.Node

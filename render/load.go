@@ -6,8 +6,11 @@ import (
 	"io/fs"
 	"path"
 	"strings"
+	"sync"
 
 	"sigs.k8s.io/kustomize/kyaml/filesys"
+
+	"github.com/trueup-dev/trueup/config"
 )
 
 // maxLinkHops bounds symlink resolution so that link cycles in a repo end in an
@@ -23,13 +26,41 @@ type tree struct {
 	// the repo is not, since another environment's overlay may never use it.
 	escapes map[string]string
 	links   int // symlinks seen, resolved or not
+	// large holds the files over config.MaxFileSizeCeiling, left unread:
+	// more than the most any render may read, they fail any render that
+	// reads them. The in-memory filesystem holds them empty.
+	large map[string]int64
+
+	mu    sync.Mutex
+	scans map[scanKey]*fileScan // a file's content never changes
+}
+
+// scanKey is a file measured with a node budget.
+type scanKey struct {
+	path   string
+	budget int64
+}
+
+// scan returns the measure of the file at rel with a budget of nodes,
+// taken once for every render that reads it.
+func (t *tree) scan(rel string, budget int64) *fileScan {
+	key := scanKey{rel, budget}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	sc, ok := t.scans[key]
+	if !ok {
+		sc = &fileScan{budget: budget}
+		t.scans[key] = sc
+	}
+	return sc
 }
 
 // loadTree copies every file of src into an in-memory kustomize filesystem
 // rooted at mountPoint. Symlinks inside the repo are materialised as copies of
 // their targets, so kustomize never has to resolve a link itself.
 func loadTree(src fs.FS) (*tree, error) {
-	t := &tree{fs: filesys.MakeFsInMemory(), escapes: map[string]string{}}
+	t := &tree{fs: filesys.MakeFsInMemory(), escapes: map[string]string{},
+		large: map[string]int64{}, scans: map[scanKey]*fileScan{}}
 	if err := t.fs.MkdirAll(mountPoint); err != nil {
 		return nil, err
 	}
@@ -60,11 +91,7 @@ func (t *tree) copyDir(src fs.FS, from, to string, depth int) error {
 		case d.Type()&fs.ModeSymlink != 0:
 			return t.copyLink(src, p, dst, depth)
 		case d.Type().IsRegular():
-			data, err := fs.ReadFile(src, p)
-			if err != nil {
-				return fmt.Errorf("read %s: %w", p, err)
-			}
-			return t.fs.WriteFile(t.abs(dst), data)
+			return t.copyFile(src, p, dst)
 		default:
 			return nil // sockets, devices and the like are never manifests
 		}
@@ -91,11 +118,30 @@ func (t *tree) copyLink(src fs.FS, link, dst string, depth int) error {
 	if info.IsDir() {
 		return t.copyDir(src, target, dst, depth+1)
 	}
-	data, err := fs.ReadFile(src, target)
+	return t.copyFile(src, target, dst)
+}
+
+// copyFile copies the file from (a link-free repo path) to the repo path
+// to, unless it is larger than any render may read.
+func (t *tree) copyFile(src fs.FS, from, to string) error {
+	f, err := src.Open(from)
 	if err != nil {
-		return fmt.Errorf("read %s: %w", target, err)
+		return fmt.Errorf("read %s: %w", from, err)
 	}
-	return t.fs.WriteFile(t.abs(dst), data)
+	defer f.Close()
+	var size int64
+	if info, err := f.Stat(); err == nil {
+		size = info.Size()
+	}
+	data, err := readAtMost(f, config.MaxFileSizeCeiling, size)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", from, err)
+	}
+	if len(data) > config.MaxFileSizeCeiling {
+		t.large[to] = max(size, int64(len(data)))
+		data = nil
+	}
+	return t.fs.WriteFile(t.abs(to), data)
 }
 
 func (t *tree) abs(p string) string { return path.Join(mountPoint, p) }

@@ -19,10 +19,10 @@ func buildBoth(t testing.TB, repo fs.FS, dir, namespace string) (plain, kustomiz
 	if err != nil {
 		t.Fatal(err)
 	}
-	gfs := &guardedFS{FileSystem: tree.t.fs, escapes: tree.t.escapes}
+	gfs := newGuardedFS(tree.t, Options{})
 	if res, ok := plainResources(gfs, tree.t.abs(dir)); ok {
 		// As Build: a plain build that cannot be converted is krusty's.
-		if objs, err := objects(res, namespace); err == nil {
+		if objs, err := objects(res, namespace, &renderLimits{dir: dir, limits: gfs.limits}); err == nil {
 			if plain, err = YAML(objs); err != nil {
 				t.Fatal(err)
 			}

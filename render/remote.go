@@ -23,36 +23,69 @@ var kustomizationNames = map[string]bool{
 
 func isKustomization(rel string) bool { return kustomizationNames[path.Base(rel)] }
 
-// kustomizationRefs holds the fields of a kustomization that kustomize would
-// resolve as a git repository or an http(s) URL.
+// kustomizationRefs holds the fields of a kustomization that name files or
+// directories: kustomize would resolve them as a git repository or an
+// http(s) URL too.
 type kustomizationRefs struct {
-	Resources             []string `json:"resources"`
-	Bases                 []string `json:"bases"`
-	Components            []string `json:"components"`
-	Generators            []string `json:"generators"`
-	Transformers          []string `json:"transformers"`
-	Validators            []string `json:"validators"`
-	Crds                  []string `json:"crds"`
-	Configurations        []string `json:"configurations"`
-	PatchesStrategicMerge []string `json:"patchesStrategicMerge"`
-	Patches               []struct {
-		Path string `json:"path"`
-	} `json:"patches"`
-	OpenAPI map[string]string `json:"openapi"`
+	Resources             []string          `json:"resources"`
+	Bases                 []string          `json:"bases"`
+	Components            []string          `json:"components"`
+	Generators            []string          `json:"generators"`
+	Transformers          []string          `json:"transformers"`
+	Validators            []string          `json:"validators"`
+	Crds                  []string          `json:"crds"`
+	Configurations        []string          `json:"configurations"`
+	PatchesStrategicMerge []string          `json:"patchesStrategicMerge"`
+	Patches               []pathRef         `json:"patches"`
+	PatchesJSON6902       []pathRef         `json:"patchesJson6902"`
+	Replacements          []pathRef         `json:"replacements"`
+	OpenAPI               map[string]string `json:"openapi"`
 }
 
-// checkRemote rejects a kustomization that refers to a remote base or file.
-// Content that does not parse is left to kustomize, whose message is better.
-func checkRemote(file string, data []byte) error {
+// pathRef is an entry that may name a file.
+type pathRef struct {
+	Path string `json:"path"`
+}
+
+// parseRefs returns the kustomization's references, or nil when it does not
+// parse.
+func parseRefs(data []byte) [][]string {
 	var k kustomizationRefs
 	if err := yaml.Unmarshal(data, &k); err != nil {
 		return nil
 	}
 	refs := [][]string{k.Resources, k.Bases, k.Components, k.Generators, k.Transformers,
 		k.Validators, k.Crds, k.Configurations, k.PatchesStrategicMerge, {k.OpenAPI["path"]}}
-	for _, p := range k.Patches {
-		refs = append(refs, []string{p.Path})
+	for _, list := range [][]pathRef{k.Patches, k.PatchesJSON6902, k.Replacements} {
+		for _, p := range list {
+			refs = append(refs, []string{p.Path})
+		}
 	}
+	return refs
+}
+
+// entries returns the repository paths that refs of a kustomization in dir
+// name.
+func entries(dir string, refs [][]string) map[string]bool {
+	out := map[string]bool{}
+	for _, list := range refs {
+		for _, ref := range list {
+			if ref != "" && !isRemoteRef(ref) && !path.IsAbs(ref) {
+				out[path.Join(dir, ref)] = true
+			}
+		}
+	}
+	return out
+}
+
+// checkRemote rejects a kustomization that refers to a remote base or file.
+// Content that does not parse is left to kustomize, whose message is better.
+func checkRemote(file string, data []byte) error {
+	return remoteRefs(file, parseRefs(data))
+}
+
+// remoteRefs rejects the first remote reference of refs, a kustomization's.
+func remoteRefs(file string, refs [][]string) error {
 	for _, list := range refs {
 		for _, ref := range list {
 			if isRemoteRef(ref) {

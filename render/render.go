@@ -22,6 +22,8 @@ import (
 	"sigs.k8s.io/kustomize/api/types"
 	"sigs.k8s.io/kustomize/kyaml/resid"
 	"sigs.k8s.io/yaml"
+
+	"github.com/trueup-dev/trueup/config"
 )
 
 // Decrypter turns an encrypted repo file into plaintext. It returns data
@@ -41,6 +43,9 @@ type Options struct {
 	Decrypter Decrypter
 	// Inputs, when set, records the files the render reads.
 	Inputs *Inputs
+	// Limits bound the files the render reads and the objects it builds; a
+	// zero field is that limit's default.
+	Limits config.Limits
 }
 
 // Build renders the overlay at opts.Path of repo. repo is read whole into
@@ -77,7 +82,7 @@ func (tr *Tree) Build(ctx context.Context, opts Options) ([]*unstructured.Unstru
 		return nil, err
 	}
 	t := tr.t
-	gfs := &guardedFS{FileSystem: t.fs, escapes: t.escapes, decrypt: opts.Decrypter, inputs: opts.Inputs}
+	gfs := newGuardedFS(t, opts)
 	if opts.Inputs != nil && t.links > 0 {
 		opts.Inputs.markInexact()
 	}
@@ -88,10 +93,17 @@ func (tr *Tree) Build(ctx context.Context, opts Options) ([]*unstructured.Unstru
 		return nil, fmt.Errorf("%s: %w", dir, fs.ErrNotExist)
 	}
 
-	if res, ok := plainResources(gfs, t.abs(dir)); ok {
-		if objs, err := objects(res, opts.Namespace); err == nil {
-			return objs, nil
+	res, ok := plainResources(gfs, t.abs(dir))
+	if ok {
+		objs, err := objects(res, opts.Namespace, &renderLimits{dir: dir, limits: gfs.limits})
+		if err == nil || errors.Is(err, ErrLimit) {
+			return objs, err
 		}
+	}
+	// Over a limit is over it for kustomize too, and kustomize must not
+	// read what is.
+	if v := gfs.violation(); errors.Is(v, ErrLimit) {
+		return nil, v
 	}
 	return tr.krusty(dir, opts)
 }
@@ -99,14 +111,13 @@ func (tr *Tree) Build(ctx context.Context, opts Options) ([]*unstructured.Unstru
 // krusty builds the overlay at dir with kustomize itself. It starts afresh:
 // what a plain build saw is not its to report.
 func (tr *Tree) krusty(dir string, opts Options) ([]*unstructured.Unstructured, error) {
-	t := tr.t
-	gfs := &guardedFS{FileSystem: t.fs, escapes: t.escapes, decrypt: opts.Decrypter, inputs: opts.Inputs}
+	gfs := newGuardedFS(tr.t, opts)
 	k := krusty.MakeKustomizer(&krusty.Options{
 		Reorder:          krusty.ReorderOptionLegacy,
 		LoadRestrictions: types.LoadRestrictionsRootOnly,
 		PluginConfig:     types.DisabledPluginConfig(),
 	})
-	rm, err := k.Run(gfs, t.abs(dir))
+	rm, err := k.Run(gfs, tr.t.abs(dir))
 	// A policy violation is the real cause even when kustomize reports
 	// something else (or nothing) about the path it could not read.
 	if v := gfs.violation(); v != nil {
@@ -116,9 +127,9 @@ func (tr *Tree) krusty(dir string, opts Options) ([]*unstructured.Unstructured, 
 		// Kustomize names the file it was reading only sometimes, and its
 		// messages may span lines; callers want one line naming the file.
 		msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), mountPoint+"/", "")), " ")
-		return nil, fmt.Errorf("%s: %w", gfs.lastKustomization(), errors.New(msg))
+		return nil, fmt.Errorf("%s: %w", gfs.blame(dir, msg), errors.New(msg))
 	}
-	return objects(rm.Resources(), opts.Namespace)
+	return objects(rm.Resources(), opts.Namespace, &renderLimits{dir: dir, limits: gfs.limits})
 }
 
 // cleanPath checks that an overlay path stays inside the repository.
@@ -133,8 +144,12 @@ func cleanPath(p string) (string, error) {
 	return c, nil
 }
 
-// objects converts kustomize's resources, applying the default namespace.
-func objects(res []*resource.Resource, namespace string) ([]*unstructured.Unstructured, error) {
+// objects converts kustomize's resources, applying the default namespace,
+// and holds them to the limits on what a render builds.
+func objects(res []*resource.Resource, namespace string, limits *renderLimits) ([]*unstructured.Unstructured, error) {
+	if err := limits.objects(len(res)); err != nil {
+		return nil, err
+	}
 	clusterCRDs := clusterScopedCRDs(res)
 	out := make([]*unstructured.Unstructured, 0, len(res))
 	for _, r := range res {
@@ -143,6 +158,9 @@ func objects(res []*resource.Resource, namespace string) ([]*unstructured.Unstru
 		data, err := r.MarshalJSON()
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", r.CurId(), err)
+		}
+		if err := limits.object(data); err != nil {
+			return nil, err
 		}
 		u := &unstructured.Unstructured{}
 		if err := u.UnmarshalJSON(data); err != nil {

@@ -34,10 +34,10 @@ type configSection struct {
 }
 
 var configSections = []configSection{
-	{"Top level", "", "Config", nil},
+	{"Top level", "", "Config", map[string]string{"Limits": "Limits"}},
 	{"`sources[]`", "", "Source", map[string]string{"Auth": "Auth", "Commit": "Commit"}},
 	{"`decryption`", "", "Decryption", nil},
-	{"`environments[]`", "", "Environment", map[string]string{"Promotion": "Promotion"}},
+	{"`environments[]`", "", "Environment", map[string]string{"Promotion": "Promotion", "Limits": "Limits"}},
 }
 
 // ConfigTables renders docs/config.md's key tables from the doc comments of
@@ -140,7 +140,7 @@ func typeName(e ast.Expr) string {
 		switch t.Name {
 		case "string", "bool":
 			return t.Name
-		case "int":
+		case "int", "int64":
 			return "int"
 		}
 		return "map"

@@ -71,12 +71,27 @@ func TestConfigKeysAreParsed(t *testing.T) {
 	}
 	// A config that sets every key, each with a valid value, must parse.
 	doc := "apiVersion: trueup.dev/v1alpha1\nkind: Config\n"
-	doc += "sources:\n  - name: s\n    url: https://git.example.com/x.git\n    interval: 1m\n"
+	limitValues := map[string]string{"maxFileSize": "4Mi", "maxYAMLNodes": "1000", "maxYAMLDepth": "50",
+		"maxRenderedSize": "64Mi", "maxObjects": "100"}
+	limits := func(indent string, keys []string) string {
+		out := indent + "limits:\n"
+		for _, k := range keys {
+			if f, ok := strings.CutPrefix(k, "limits."); ok {
+				if limitValues[f] == "" {
+					t.Errorf("limits.%s: no test value; add one", f)
+				}
+				out += indent + "  " + f + ": " + limitValues[f] + "\n"
+			}
+		}
+		return out
+	}
+	doc += limits("", yaml["Top level"])
+	doc += "sources:\n  - name: s\n    url: https://git.example.com/x.git\n    interval: 1m\n    timeout: 1m\n"
 	nestedKeys := map[string][]string{}
 	for _, k := range yaml["sources[]"] {
 		if parent, f, ok := strings.Cut(k, "."); ok {
 			nestedKeys[parent] = append(nestedKeys[parent], f)
-		} else if k != "name" && k != "url" && k != "interval" {
+		} else if k != "name" && k != "url" && k != "interval" && k != "timeout" {
 			t.Errorf("sources[].%s: no test value; add one", k)
 		}
 	}
@@ -108,13 +123,14 @@ func TestConfigKeysAreParsed(t *testing.T) {
 			promotion += "      to: f\n"
 		case k == "promotion.auto":
 			promotion += "      auto: true\n"
+		case strings.HasPrefix(k, "limits."):
 		case values[k] != "":
 			doc += "    " + k + ": " + values[k] + "\n"
 		default:
 			t.Errorf("environments[].%s: no test value; add one", k)
 		}
 	}
-	doc = strings.Replace(doc, "  -\n    name", "  - name", 1) + "    promotion:\n" + promotion
+	doc = strings.Replace(doc, "  -\n    name", "  - name", 1) + "    promotion:\n" + promotion + limits("    ", yaml["environments[]"])
 	if _, err := config.Parse([]byte(doc), "all-keys.yaml"); err != nil {
 		t.Errorf("a config with every documented key: %v\n%s", err, doc)
 	}
