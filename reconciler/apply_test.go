@@ -184,7 +184,7 @@ var waitOpts = ApplyOptions{Prune: true, Wait: true, Timeout: 2 * time.Minute, M
 // nothing and writes nothing.
 func TestApplyExamples(t *testing.T) {
 	ctx := context.Background()
-	d, err := examplesRenderer(t).Render(ctx, "development", true)
+	d, err := examplesRenderer(t).Render(ctx, "development")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 // cluster — what every drift check between commits costs.
 func BenchmarkDiffInSync(b *testing.B) {
 	ctx := context.Background()
-	d, err := examplesRenderer(b).Render(ctx, "staging", true)
+	d, err := examplesRenderer(b).Render(ctx, "staging")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -47,9 +47,9 @@ type clusterClient interface {
 
 var _ clusterClient = (*Cluster)(nil)
 
-// desiredRenderer renders an environment from what its source fetched.
+// desiredRenderer renders an environment at a revision its source read.
 type desiredRenderer interface {
-	Render(ctx context.Context, env string, fetch bool) (*Desired, error)
+	RenderAt(ctx context.Context, env string, rev source.Revision) (*Desired, error)
 }
 
 var _ desiredRenderer = (*Renderer)(nil)
@@ -75,14 +75,6 @@ type localWatcher interface {
 }
 
 var _ localWatcher = (*source.Dir)(nil)
-
-// headReader is a source that can tell its branch head without reading the
-// tree, so an unmoved branch costs no snapshot at all.
-type headReader interface {
-	Head(ctx context.Context, branch string) (string, error)
-}
-
-var _ headReader = (*source.Git)(nil)
 
 // watchDebounce folds an editor's several writes of one save into one run.
 const watchDebounce = 300 * time.Millisecond

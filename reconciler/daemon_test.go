@@ -688,7 +688,7 @@ func startDaemon(t *testing.T, config string, w *writes) (*Daemon, *prometheus.R
 	}
 	sources := map[string]source.Source{}
 	for _, s := range cfg.Sources {
-		if sources[s.Name], err = source.New(source.Options{Name: s.Name, URL: s.URL}); err != nil {
+		if sources[s.Name], err = source.New(source.Options{Name: s.Name, URL: s.URL, Timeout: s.Timeout}); err != nil {
 			t.Fatal(err)
 		}
 	}

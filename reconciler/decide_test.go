@@ -92,7 +92,7 @@ environments:
 			events := &fakeEvents{}
 			d := NewDaemon(DaemonOptions{Config: cfg, Sources: nil, Cluster: cluster, Events: events,
 				Renderer: &fakeRenderer{revision: "rev", err: tc.renderErr}, Metrics: NewMetrics(prometheus.NewRegistry())})
-			d.sources["deploy"] = newSourceLoop("deploy", nil)
+			d.sources["deploy"] = fetchedSource("deploy", "rev")
 			d.sources["deploy"].err = tc.fetchErr
 			if tc.staging != "" {
 				d.setStatus("staging", tc.staging, "", func(s *EnvStatus) { s.Revision = "rev" })
@@ -148,7 +148,7 @@ environments: [{name: healing, source: deploy, selfHeal: true, interval: 1h}]
 	cluster := &fakeCluster{changes: drift, failApply: "the API server is gone"}
 	d := NewDaemon(DaemonOptions{Config: cfg, Cluster: cluster, Renderer: &fakeRenderer{revision: "rev"},
 		Metrics: NewMetrics(prometheus.NewRegistry())})
-	d.sources["deploy"] = newSourceLoop("deploy", nil)
+	d.sources["deploy"] = fetchedSource("deploy", "rev")
 	e := d.envs["healing"]
 	e.applied, e.lastCheck = "rev", time.Now()
 	d.suspectDrift("healing")

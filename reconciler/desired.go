@@ -86,36 +86,52 @@ func NewRenderer(cfg *config.Config, sources map[string]source.Source, decrypter
 	return &Renderer{cfg: cfg, sources: sources, decrypter: decrypter, log: log, cache: map[string]*rendered{}}
 }
 
-// Render fetches the environment's source and builds its overlay. fetch=false
-// reuses what the source already has, for callers that fetched just before.
-func (r *Renderer) Render(ctx context.Context, envName string, fetch bool) (*Desired, error) {
-	env, err := r.cfg.Environment(envName)
+// Render fetches the environment's source and builds its overlay at the
+// branch head: what the commands do.
+func (r *Renderer) Render(ctx context.Context, envName string) (*Desired, error) {
+	env, src, err := r.lookup(envName)
 	if err != nil {
 		return nil, err
 	}
-	src, ok := r.sources[env.Source]
-	if !ok {
-		return nil, fmt.Errorf("render %s: source %q is not configured", env.Name, env.Source)
+	start := time.Now()
+	if err := src.Fetch(ctx); err != nil {
+		return nil, fmt.Errorf("render %s: %w", env.Name, err)
 	}
-	log := r.log.With("env", env.Name, "source", env.Source)
-	if fetch {
-		start := time.Now()
-		if err := src.Fetch(ctx); err != nil {
-			return nil, fmt.Errorf("render %s: %w", env.Name, err)
-		}
-		log.Debug("fetched", "duration", time.Since(start))
-	}
-	r.mu.Lock()
-	last := r.cache[env.Name]
-	r.mu.Unlock()
-	if hr, ok := src.(headReader); ok && last != nil {
-		if head, err := hr.Head(ctx, env.Branch); err == nil && head == last.revision.Commit {
-			return last.desired(env.Name, last.revision)
-		}
-	}
+	r.log.Debug("fetched", "env", env.Name, "source", env.Source, "duration", time.Since(start))
 	rev, err := src.Revision(ctx, env.Branch)
 	if err != nil {
 		return nil, fmt.Errorf("render %s: %w", env.Name, err)
+	}
+	return r.RenderAt(ctx, envName, rev)
+}
+
+// lookup returns the environment called envName and its source.
+func (r *Renderer) lookup(envName string) (*config.Environment, source.Source, error) {
+	env, err := r.cfg.Environment(envName)
+	if err != nil {
+		return nil, nil, err
+	}
+	src, ok := r.sources[env.Source]
+	if !ok {
+		return nil, nil, fmt.Errorf("render %s: source %q is not configured", env.Name, env.Source)
+	}
+	return env, src, nil
+}
+
+// RenderAt builds the environment's overlay at rev, a revision its source
+// read: what the daemon does, whose source loops read the revisions so
+// that a render never waits on the network.
+func (r *Renderer) RenderAt(ctx context.Context, envName string, rev source.Revision) (*Desired, error) {
+	env, _, err := r.lookup(envName)
+	if err != nil {
+		return nil, err
+	}
+	log := r.log.With("env", env.Name, "source", env.Source)
+	r.mu.Lock()
+	last := r.cache[env.Name]
+	r.mu.Unlock()
+	if last != nil && last.revision.ID() == rev.ID() {
+		return last.desired(env.Name, last.revision)
 	}
 	// A new revision whose changes miss every file this environment read
 	// renders the same objects: skip kustomize and decryption.
@@ -129,7 +145,7 @@ func (r *Renderer) Render(ctx context.Context, envName string, fetch bool) (*Des
 	start := time.Now()
 	inputs := &render.Inputs{}
 	var dec *timedDecrypter
-	opts := render.Options{Path: env.Path, Namespace: env.Namespace, Inputs: inputs}
+	opts := render.Options{Path: env.Path, Namespace: env.Namespace, Inputs: inputs, Limits: env.Limits}
 	if r.decrypter != nil {
 		dec = &timedDecrypter{Decrypter: r.decrypter}
 		opts.Decrypter = dec

@@ -36,7 +36,7 @@ func examplesRenderer(t testing.TB) *Renderer {
 
 func TestRenderExamples(t *testing.T) {
 	r := examplesRenderer(t)
-	d, err := r.Render(context.Background(), "production", true)
+	d, err := r.Render(context.Background(), "production")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,13 +72,13 @@ func TestRenderErrorsNameTheEnvironment(t *testing.T) {
 	for env, want := range map[string]string{
 		"qa": `no environment "qa"`,
 	} {
-		_, err := r.Render(context.Background(), env, false)
+		_, err := r.Render(context.Background(), env)
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: got %v, want %q", env, err, want)
 		}
 	}
 	r.sources = map[string]source.Source{}
-	if _, err := r.Render(context.Background(), "staging", false); err == nil || !strings.Contains(err.Error(), `render staging: source "shop"`) {
+	if _, err := r.Render(context.Background(), "staging"); err == nil || !strings.Contains(err.Error(), `render staging: source "shop"`) {
 		t.Errorf("missing source: got %v", err)
 	}
 }
@@ -90,7 +90,7 @@ func BenchmarkRender(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		r.cache = map[string]*rendered{} // no reuse: a full render each time
-		if _, err := r.Render(context.Background(), "staging", false); err != nil {
+		if _, err := r.Render(context.Background(), "staging"); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -100,12 +100,12 @@ func BenchmarkRender(b *testing.B) {
 // the check that lets it reuse the last result.
 func BenchmarkRenderUnchanged(b *testing.B) {
 	r := examplesRenderer(b)
-	if _, err := r.Render(context.Background(), "staging", false); err != nil {
+	if _, err := r.Render(context.Background(), "staging"); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := r.Render(context.Background(), "staging", false); err != nil {
+		if _, err := r.Render(context.Background(), "staging"); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -151,7 +151,7 @@ environments: [{name: a, source: deploy, path: a, namespace: a}]
 	r := NewRenderer(cfg, map[string]source.Source{"deploy": src}, dec, slog.New(slog.DiscardHandler))
 	render := func() *Desired {
 		t.Helper()
-		d, err := r.Render(ctx, "a", true)
+		d, err := r.Render(ctx, "a")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/trueup-dev/trueup/config"
 	"github.com/trueup-dev/trueup/source"
 )
 
@@ -61,11 +62,19 @@ type fakeRenderer struct {
 
 var _ desiredRenderer = (*fakeRenderer)(nil)
 
-func (f *fakeRenderer) Render(_ context.Context, env string, _ bool) (*Desired, error) {
+func (f *fakeRenderer) RenderAt(_ context.Context, env string, _ source.Revision) (*Desired, error) {
 	if f.err != nil {
 		return nil, f.err
 	}
 	return &Desired{Environment: env, Revision: source.Revision{Commit: f.revision}}, nil
+}
+
+// fetchedSource is a source loop whose last fetch read its branch main at
+// commit rev.
+func fetchedSource(name, rev string) *sourceLoop {
+	s := newSourceLoop(name, nil)
+	s.revs[config.DefaultBranch] = revisionRead{rev: source.Revision{Source: name, Branch: config.DefaultBranch, Commit: rev}}
+	return s
 }
 
 // fakeEvents records the reasons of the Events it is given.

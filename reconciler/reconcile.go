@@ -50,10 +50,11 @@ func (d *Daemon) reconcile(ctx context.Context, e *envLoop) error {
 }
 
 func (d *Daemon) phases(ctx context.Context, r *run) error {
-	if err := d.timed(r, "fetch", func() error { return d.sourceReady(r.env.Name, r.env.Source) }); err != nil {
+	var rev source.Revision
+	if err := d.timed(r, "fetch", func() (err error) { rev, err = d.revision(r.env); return err }); err != nil {
 		return err
 	}
-	if err := d.render(ctx, r); err != nil {
+	if err := d.render(ctx, r, rev); err != nil {
 		return err
 	}
 	if d.upToDate(r) {
@@ -99,10 +100,10 @@ func (d *Daemon) observe(r *run, phase string, took time.Duration) {
 	d.opts.Metrics.reconcileDuration.WithLabelValues(r.env.Name, phase).Observe(took.Seconds())
 }
 
-// render builds the environment from what its source fetched.
-func (d *Daemon) render(ctx context.Context, r *run) error {
+// render builds the environment at the revision its source read.
+func (d *Daemon) render(ctx context.Context, r *run, rev source.Revision) error {
 	start := time.Now()
-	desired, err := d.opts.Renderer.Render(ctx, r.env.Name, false)
+	desired, err := d.opts.Renderer.RenderAt(ctx, r.env.Name, rev)
 	if err != nil {
 		d.observe(r, "render", time.Since(start))
 		return err

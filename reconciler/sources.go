@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/trueup-dev/trueup/config"
 	"github.com/trueup-dev/trueup/source"
 )
 
@@ -19,14 +20,20 @@ type sourceLoop struct {
 	firstFetch chan struct{}
 
 	mu       sync.Mutex
-	err      error             // of the last fetch
-	heads    map[string]string // branch heads after the last fetch
+	err      error                   // of the last fetch
+	revs     map[string]revisionRead // by branch, after the last good fetch
 	failures int
+}
+
+// revisionRead is a branch's revision as the source loop read it.
+type revisionRead struct {
+	rev source.Revision
+	err error
 }
 
 func newSourceLoop(name string, src source.Source) *sourceLoop {
 	return &sourceLoop{name: name, src: src, trigger: make(chan struct{}, 1), firstFetch: make(chan struct{}),
-		heads: map[string]string{}}
+		revs: map[string]revisionRead{}}
 }
 
 // fetchErr is the error of the source's last fetch, nil when it succeeded.
@@ -38,8 +45,8 @@ func (s *sourceLoop) fetchErr() error {
 
 // runSource fetches the source on its interval and when triggered, and
 // wakes the environments on it after each fetch: those whose branch moved,
-// or all of them when the fetch failed (they report it) or the source cannot
-// tell heads (a local directory). A local directory's edits trigger it.
+// or all of them when the fetch failed (they report it). A local
+// directory's edits trigger it.
 func (d *Daemon) runSource(ctx context.Context, s *sourceLoop) {
 	interval := time.Minute
 	if cfg, err := d.opts.Config.Source(s.name); err == nil {
@@ -80,38 +87,42 @@ func (d *Daemon) runSource(ctx context.Context, s *sourceLoop) {
 	}
 }
 
-// fetch fetches the source once and returns the branches that moved; nil
-// means every branch may have (a failed fetch, or a source without heads).
+// fetch fetches the source once, reads the revision of each branch its
+// environments follow, and returns the branches that moved; nil means the
+// fetch failed. The revisions are read here rather than in the
+// environments' loops so that a render never waits on the source, whose
+// next fetch may be waiting on a remote that does not answer.
 func (d *Daemon) fetch(ctx context.Context, s *sourceLoop) map[string]bool {
 	m := d.opts.Metrics
 	start := time.Now()
 	err := s.src.Fetch(ctx)
 	m.fetchTotal.WithLabelValues(s.name, result(err)).Inc()
 	m.fetchDuration.WithLabelValues(s.name).Observe(time.Since(start).Seconds())
+	if err != nil {
+		d.log.Error("fetch failed", "source", s.name, "err", err)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.err = err
+		s.failures++
+		return nil
+	}
+	reads := map[string]revisionRead{}
+	for _, e := range d.envs {
+		if _, done := reads[e.env.Branch]; e.env.Source == s.name && !done {
+			rev, err := s.src.Revision(ctx, e.env.Branch)
+			reads[e.env.Branch] = revisionRead{rev: rev, err: err}
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.err = err
-	if err != nil {
-		s.failures++
-		d.log.Error("fetch failed", "source", s.name, "err", err)
-		return nil
-	}
-	s.failures = 0
-	hr, ok := s.src.(headReader)
-	if !ok {
-		return nil
-	}
 	moved := map[string]bool{}
-	for _, e := range d.envs {
-		if e.env.Source != s.name {
-			continue
-		}
-		head, err := hr.Head(ctx, e.env.Branch)
-		if err != nil || head != s.heads[e.env.Branch] {
-			moved[e.env.Branch] = true
-			s.heads[e.env.Branch] = head
+	for branch, now := range reads {
+		was, had := s.revs[branch]
+		if !had || now.err != nil || was.err != nil || was.rev.ID() != now.rev.ID() {
+			moved[branch] = true
 		}
 	}
+	s.err, s.revs, s.failures = nil, reads, 0
 	return moved
 }
 
@@ -125,15 +136,24 @@ func (d *Daemon) wake(sourceName string, moved map[string]bool) {
 	}
 }
 
-// sourceReady returns the error of env's source's last fetch; the
-// environment reconciles with what the source last fetched successfully.
-func (d *Daemon) sourceReady(env string, sourceName string) error {
-	s := d.sources[sourceName]
+// revision returns the revision of env's branch that its source read
+// last, or the error of the source's last fetch.
+func (d *Daemon) revision(env *config.Environment) (source.Revision, error) {
+	s := d.sources[env.Source]
 	if s == nil {
-		return fmt.Errorf("environment %s: source %q is not configured", env, sourceName)
+		return source.Revision{}, fmt.Errorf("environment %s: source %q is not configured", env.Name, env.Source)
 	}
-	if err := s.fetchErr(); err != nil {
-		return fmt.Errorf("fetch %s: %w", env, err)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return source.Revision{}, fmt.Errorf("fetch %s: %w", env.Name, s.err)
 	}
-	return nil
+	read, ok := s.revs[env.Branch]
+	if !ok {
+		return source.Revision{}, fmt.Errorf("fetch %s: source %q not fetched yet", env.Name, env.Source)
+	}
+	if read.err != nil {
+		return source.Revision{}, fmt.Errorf("fetch %s: %w", env.Name, read.err)
+	}
+	return read.rev, nil
 }

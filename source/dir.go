@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"time"
 
 	"github.com/go-git/go-git/v5"
 )
@@ -18,6 +19,8 @@ type Dir struct {
 	name string
 	root string
 	auth Auth // for pushes of write-back commits to the repository's origin
+	// timeout bounds each push.
+	timeout time.Duration
 }
 
 var _ Source = (*Dir)(nil)

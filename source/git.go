@@ -131,17 +131,26 @@ func (g *Git) fetchLocked(ctx context.Context) error {
 		}
 		g.repo = repo
 	}
-	err := g.repo.FetchContext(ctx, &git.FetchOptions{
-		RemoteName: remoteName,
-		Auth:       g.auth,
-		Prune:      true,
-		Force:      true,
-		Tags:       git.NoTags,
+	upToDate := false
+	err := remoteOp(ctx, "fetch", g.opts.URL, g.opts.Timeout, func(ctx context.Context, po transport.ProxyOptions, progress *answered) error {
+		err := g.repo.FetchContext(ctx, &git.FetchOptions{
+			RemoteName:   remoteName,
+			Auth:         g.auth,
+			Prune:        true,
+			Force:        true,
+			Tags:         git.NoTags,
+			Progress:     progress,
+			ProxyOptions: po,
+		})
+		if errors.Is(err, git.NoErrAlreadyUpToDate) {
+			upToDate, err = true, nil
+		}
+		return err
 	})
-	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
-		return g.errorf("fetch: %w", err)
+	if err != nil {
+		return fmt.Errorf("source %q: %w", g.opts.Name, err)
 	}
-	g.log.Debug("fetched", "source", g.opts.Name, "up_to_date", err != nil, "duration", time.Since(start))
+	g.log.Debug("fetched", "source", g.opts.Name, "up_to_date", upToDate, "duration", time.Since(start))
 	return nil
 }
 
@@ -218,15 +227,6 @@ func (g *Git) snapshot(ctx context.Context, hash plumbing.Hash) (Revision, error
 		g.snapMu.Unlock()
 	}
 	return s.rev, s.err
-}
-
-// Head returns the commit at the head of branch as of the last Fetch,
-// without reading its tree: the cheap question of whether anything moved.
-func (g *Git) Head(_ context.Context, branch string) (string, error) {
-	g.mu.RLock()
-	defer g.mu.RUnlock()
-	hash, err := g.head(branch)
-	return hash.String(), err
 }
 
 func (g *Git) head(branch string) (plumbing.Hash, error) {

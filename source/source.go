@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/trueup-dev/trueup/config"
 )
@@ -79,6 +80,9 @@ type Options struct {
 	URL string
 	// Auth holds credentials for the remote.
 	Auth Auth
+	// Timeout bounds each network operation on the remote: a fetch (the
+	// first one clones), a push. Zero means DefaultTimeout.
+	Timeout time.Duration
 	// CacheDir holds the on-disk clone (CacheDir/Name); empty keeps it in memory.
 	CacheDir string
 	// Logger receives fetch events; nil discards them.
@@ -101,7 +105,7 @@ func New(opts Options) (Source, error) {
 		if !info.IsDir() {
 			return nil, fmt.Errorf("source %q: %s is not a directory", opts.Name, opts.URL)
 		}
-		return &Dir{name: opts.Name, root: opts.URL, auth: opts.Auth}, nil
+		return &Dir{name: opts.Name, root: opts.URL, auth: opts.Auth, timeout: opts.Timeout}, nil
 	}
 	return newGit(opts)
 }

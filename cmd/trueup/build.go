@@ -41,7 +41,7 @@ the objects. Secret values print as *** unless --show-secrets is given.`,
 			if err != nil {
 				return err
 			}
-			desired, err := w.renderer.Render(cmd.Context(), args[0], true)
+			desired, err := w.renderer.Render(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}

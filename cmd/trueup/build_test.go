@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"filippo.io/age"
+
+	"github.com/trueup-dev/trueup/source/sourcetest"
 )
 
 const examples = "../../examples"
@@ -197,4 +199,27 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(data)
+}
+
+// TestCommandsFailOnASilentServer: build, diff and apply against a git
+// server that accepts the connection and never answers fail once the
+// source's timeout has passed, naming the URL, instead of hanging.
+func TestCommandsFailOnASilentServer(t *testing.T) {
+	relay := sourcetest.NewRelay(t, "")
+	url := "http://" + relay.Addr + "/deploy.git"
+	cfg := filepath.Join(t.TempDir(), "trueup.yaml")
+	if err := os.WriteFile(cfg, []byte(`apiVersion: trueup.dev/v1alpha1
+kind: Config
+sources: [{name: deploy, url: "`+url+`", timeout: 500ms}]
+environments: [{name: staging, source: deploy}]
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := "render staging: source \"deploy\": fetch " + url + ": no answer within 500ms"
+	for _, cmd := range []string{"build", "diff", "apply"} {
+		_, errOut, code := run(t, cmd, "staging", "--config", cfg)
+		if code != 2 || !strings.Contains(errOut, want) {
+			t.Errorf("%s: exit %d, %q; want exit 2 and %q", cmd, code, errOut, want)
+		}
+	}
 }

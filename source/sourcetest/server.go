@@ -55,6 +55,9 @@ func NewServer(t testing.TB, opts Options) *Server {
 	return s
 }
 
+// Addr is the server's host:port.
+func (s *Server) Addr() string { return s.srv.Listener.Addr().String() }
+
 // URL returns the clone URL of a repository, without credentials.
 func (s *Server) URL(repo string) string { return s.srv.URL + "/" + repo + ".git" }
 
