@@ -18,8 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic/dynamicinformer"
-	"k8s.io/client-go/informers"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/cli-utils/pkg/common"
@@ -82,6 +81,7 @@ type cachedInformer struct {
 	store  cache.Store
 	synced cache.InformerSynced
 	stop   context.CancelFunc
+	calls  *serverCalls
 }
 
 func newObjectCache(ctx context.Context, c *Cluster, opts cacheOptions) *objectCache {
@@ -138,13 +138,14 @@ func (oc *objectCache) watch(m *meta.RESTMapping, namespace string) {
 	}
 }
 
-// unwatchableFor is how long a watch that could not sync is not tried
+// unwatchableFor is how long a watch the API server refused is not tried
 // again; RBAC may be widened meanwhile.
 const unwatchableFor = 5 * time.Minute
 
 // store returns the synced store that holds the objects of m in namespace,
 // starting its watch on first use; false when it cannot be watched (then
-// for a while, without waiting again) or not before ctx ends.
+// for a while, without waiting again), while the API server is away, or
+// not before ctx ends.
 func (oc *objectCache) store(ctx context.Context, m *meta.RESTMapping, namespace string) (cache.Store, bool) {
 	if oc == nil {
 		return nil, false
@@ -164,10 +165,17 @@ func (oc *objectCache) store(ctx context.Context, m *meta.RESTMapping, namespace
 	defer cancel()
 	stop := context.AfterFunc(ctx, cancel)
 	defer stop()
-	if cache.WaitForCacheSync(wait.Done(), inf.synced) {
+	// A watch that waits for the API server to come back is not waited
+	// for: the read goes to the server, and fails at once while it is away.
+	cache.WaitForCacheSync(wait.Done(), func() bool { return inf.synced() || inf.calls.away() })
+	if inf.synced() {
 		return inf.store, true
 	}
-	if oc.ctx.Err() == nil && ctx.Err() == nil {
+	// Only a watch the server refused is given up. One that waits for the
+	// server, or whose first list is slow, keeps running and serves once
+	// synced.
+	refusal := inf.calls.refusal()
+	if refusal != nil && oc.ctx.Err() == nil && ctx.Err() == nil {
 		oc.mu.Lock()
 		if oc.informers[key] == inf {
 			inf.stop()
@@ -177,7 +185,7 @@ func (oc *objectCache) store(ctx context.Context, m *meta.RESTMapping, namespace
 		oc.unwatchable[key] = time.Now().Add(unwatchableFor)
 		oc.mu.Unlock()
 		oc.opts.log.Warn("cannot watch objects (does RBAC allow list and watch?); reading them from the API server instead",
-			"resource", key.resource.String(), "namespace", key.namespace, "retry_in", unwatchableFor)
+			"resource", key.resource.String(), "namespace", key.namespace, "retry_in", unwatchableFor, "err", refusal)
 	}
 	return nil, false
 }
@@ -220,6 +228,9 @@ func (oc *objectCache) forgetObject(id object.ObjMetadata) {
 // process's last write of it; a resourceVersion that is not a number is
 // never trusted.
 func (oc *objectCache) fresh(id object.ObjMetadata, obj *unstructured.Unstructured) bool {
+	if oc == nil {
+		return false // the cache stopped since obj was read from it: trust nothing
+	}
 	oc.mu.Lock()
 	defer oc.mu.Unlock()
 	wrote, ok := oc.applied[id]
@@ -296,9 +307,11 @@ func (oc *objectCache) canWatchAll(gvr schema.GroupVersionResource) bool {
 
 // start runs the informer for one watch. The caller holds oc.mu.
 func (oc *objectCache) start(key informerKey) *cachedInformer {
-	selector := oc.opts.selector
-	inf := dynamicinformer.NewFilteredDynamicInformer(oc.cluster.dynamic, key.resource, key.namespace, 0,
-		cache.Indexers{}, func(o *metav1.ListOptions) { o.LabelSelector = selector }).Informer()
+	client := oc.cluster.dynamic.Resource(key.resource).Namespace(key.namespace)
+	calls := oc.callsOf("resource", key.resource.String(), "namespace", key.namespace)
+	lw := listWatch(oc.opts.selector, calls, client.List, client.Watch)
+	inf := cache.NewSharedIndexInformerWithOptions(cache.ToListWatcherWithWatchListSemantics(lw, oc.cluster.dynamic),
+		&unstructured.Unstructured{}, cache.SharedIndexInformerOptions{ObjectDescription: key.resource.String()})
 	_ = inf.SetTransform(compact)
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		// An add is a new object, or one seen by the watch's first list,
@@ -308,27 +321,61 @@ func (oc *objectCache) start(key informerKey) *cachedInformer {
 			oc.broadcast()
 			oc.notify(obj)
 		},
+		// So is an edit, also one the watch missed while the API server
+		// was away, which comes with the relist.
 		UpdateFunc: func(old, new any) {
 			oc.broadcast()
 			if changed(old, new) {
 				oc.notify(new)
 			}
 		},
+		// A delete the watch missed while the API server was away comes
+		// with the relist, as a DeletedFinalStateUnknown: notify reads
+		// the object inside.
 		DeleteFunc: func(obj any) {
 			oc.broadcast()
 			oc.notify(obj)
 		},
 	})
-	return oc.run(inf, "resource", key.resource.String(), "namespace", key.namespace)
+	return oc.run(inf, calls)
 }
 
-// run starts inf until the cache's context ends or the informer is stopped.
-func (oc *objectCache) run(inf cache.SharedIndexInformer, logArgs ...any) *cachedInformer {
+// listWatch lists and watches the objects that match selector with list
+// and watchFn, each request persisting through calls while the API server is
+// away.
+func listWatch[L runtime.Object](selector string, calls *serverCalls,
+	list func(context.Context, metav1.ListOptions) (L, error),
+	watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error)) *cache.ListWatch {
+	return &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.LabelSelector = selector
+			return persist(ctx, calls, func() (runtime.Object, error) {
+				l, err := list(ctx, o)
+				if err != nil {
+					return nil, err // not a nil L inside a non-nil interface
+				}
+				return l, nil
+			})
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.LabelSelector = selector
+			return persist(ctx, calls, func() (watch.Interface, error) { return watchFn(ctx, o) })
+		},
+	}
+}
+
+// callsOf returns the requests of one watch, which logs with logArgs.
+func (oc *objectCache) callsOf(logArgs ...any) *serverCalls {
+	return &serverCalls{log: oc.opts.log.With(append([]any{"component", "watch"}, logArgs...)...)}
+}
+
+// run starts inf, whose requests go through calls, until the cache's
+// context ends or the informer is stopped.
+func (oc *objectCache) run(inf cache.SharedIndexInformer, calls *serverCalls) *cachedInformer {
 	ctx, stop := context.WithCancel(oc.ctx)
-	// client-go logs through the context's logger: ours.
-	logger := logr.FromSlogHandler(oc.opts.log.With(append([]any{"component", "watch"}, logArgs...)...).Handler())
-	go inf.RunWithContext(klog.NewContext(ctx, logger))
-	return &cachedInformer{store: inf.GetStore(), synced: inf.HasSynced, stop: stop}
+	// client-go logs through the context's logger: the watch's.
+	go inf.RunWithContext(klog.NewContext(ctx, logr.FromSlogHandler(calls.log.Handler())))
+	return &cachedInformer{store: inf.GetStore(), synced: inf.HasSynced, stop: stop, calls: calls}
 }
 
 // compactObject is how the cache holds an object: as JSON, a third of its
@@ -414,10 +461,11 @@ func changed(old, new any) bool {
 // startInventories watches the inventory ConfigMaps, so a plan reads its
 // inventory without a request.
 func (oc *objectCache) startInventories() *cachedInformer {
-	f := informers.NewSharedInformerFactoryWithOptions(oc.cluster.clientset, 0,
-		informers.WithNamespace(oc.cluster.inventoryNamespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = common.InventoryLabel }))
-	inf := f.Core().V1().ConfigMaps().Informer()
+	client := oc.cluster.clientset.CoreV1().ConfigMaps(oc.cluster.inventoryNamespace)
+	calls := oc.callsOf("resource", "configmaps", "namespace", oc.cluster.inventoryNamespace)
+	lw := listWatch(common.InventoryLabel, calls, client.List, client.Watch)
+	inf := cache.NewSharedIndexInformerWithOptions(cache.ToListWatcherWithWatchListSemantics(lw, oc.cluster.clientset),
+		&corev1.ConfigMap{}, cache.SharedIndexInformerOptions{ObjectDescription: "inventories"})
 	// Nothing reads an inventory's managedFields; an update without them
 	// leaves the server's as they are.
 	_ = inf.SetTransform(func(obj any) (any, error) {
@@ -426,7 +474,7 @@ func (oc *objectCache) startInventories() *cachedInformer {
 		}
 		return obj, nil
 	})
-	return oc.run(inf, "resource", "configmaps", "namespace", oc.cluster.inventoryNamespace)
+	return oc.run(inf, calls)
 }
 
 // inventory returns an environment's inventory from the watch, nil when it

@@ -2,12 +2,22 @@ package reconciler
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	neturl "net/url"
+	"os"
+	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -102,5 +112,125 @@ func TestCacheNamespacedRBAC(t *testing.T) {
 	}
 	if _, kept := oc.informers[informerKey{resource: m.Resource, namespace: "w-forbidden"}]; kept {
 		t.Error("the forbidden watch was kept")
+	}
+}
+
+// TestUnavailable: errors that say the API server is away are waited out;
+// answers that refuse the request are not.
+func TestUnavailable(t *testing.T) {
+	gr := schema.GroupResource{Resource: "configmaps"}
+	for name, tc := range map[string]struct {
+		err  error
+		want bool
+	}{
+		"connection refused": {&neturl.Error{Op: "Get", URL: "https://127.0.0.1:6443", Err: &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}}, true},
+		"connection reset":   {fmt.Errorf("watch: %w", syscall.ECONNRESET), true},
+		"unexpected EOF":     {io.ErrUnexpectedEOF, true},
+		"too many requests":  {apierrors.NewTooManyRequests("storage is (re)initializing", 1), true},
+		"unavailable":        {apierrors.NewServiceUnavailable("starting"), true},
+		"timeout":            {apierrors.NewTimeoutError("slow", 1), true},
+		"forbidden":          {apierrors.NewForbidden(gr, "", errors.New("RBAC")), false},
+		"not found":          {apierrors.NewNotFound(gr, ""), false},
+		"gone":               {apierrors.NewResourceExpired("too old resource version"), false},
+		"canceled":           {fmt.Errorf("list: %w", context.Canceled), false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if got := unavailable(tc.err); got != tc.want {
+				t.Errorf("unavailable(%v) = %v, want %v", tc.err, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestPersist: a request is tried again while the API server is away and
+// returns its answer once there is one; a refusal returns at once, and so
+// does an ended context.
+func TestPersist(t *testing.T) {
+	away := &neturl.Error{Op: "Get", URL: "https://127.0.0.1:6443", Err: syscall.ECONNREFUSED}
+	forbidden := apierrors.NewForbidden(schema.GroupResource{Resource: "configmaps"}, "", errors.New("RBAC"))
+	t.Run("away, then back", func(t *testing.T) {
+		calls := &serverCalls{log: slog.New(slog.DiscardHandler)}
+		n := 0
+		v, err := persist(context.Background(), calls, func() (int, error) {
+			if n++; n < 4 {
+				return 0, away
+			}
+			return 42, nil
+		})
+		if v != 42 || err != nil || n != 4 || calls.away() || calls.refusal() != nil {
+			t.Fatalf("got %v %v after %d calls (away %v, refusal %v)", v, err, n, calls.away(), calls.refusal())
+		}
+	})
+	t.Run("refused", func(t *testing.T) {
+		calls := &serverCalls{log: slog.New(slog.DiscardHandler)}
+		n := 0
+		_, err := persist(context.Background(), calls, func() (int, error) { n++; return 0, forbidden })
+		if !apierrors.IsForbidden(err) || n != 1 || calls.away() || !apierrors.IsForbidden(calls.refusal()) {
+			t.Fatalf("got %v after %d calls (away %v, refusal %v)", err, n, calls.away(), calls.refusal())
+		}
+	})
+	t.Run("context ends", func(t *testing.T) {
+		calls := &serverCalls{log: slog.New(slog.DiscardHandler)}
+		ctx, cancel := context.WithCancel(context.Background())
+		n := 0
+		_, err := persist(ctx, calls, func() (int, error) {
+			if n++; n == 2 {
+				cancel()
+			}
+			return 0, away
+		})
+		if !errors.Is(err, syscall.ECONNREFUSED) || n != 2 || !calls.away() || calls.refusal() != nil {
+			t.Fatalf("got %v after %d calls (away %v, refusal %v)", err, n, calls.away(), calls.refusal())
+		}
+	})
+}
+
+// TestCacheServerAway: a watch whose API server is away is neither waited
+// for nor given up: the read goes to the server at once, and the watch
+// keeps trying, to serve once the server is back — it is not taken for one
+// RBAC forbids and left alone for minutes.
+func TestCacheServerAway(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now: connections are refused
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: away, cluster: {server: "https://`+addr+`", insecure-skip-tls-verify: true}}]
+users: [{name: away, user: {token: t}}]
+contexts: [{name: away, context: {cluster: away, user: away}}]
+current-context: away
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	flags := genericclioptions.NewConfigFlags(true)
+	flags.KubeConfig = &kubeconfig
+	c, err := NewCluster(flags, ClusterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	oc := newObjectCache(ctx, c, cacheOptions{selector: EnvironmentLabel, syncTimeout: time.Minute})
+	m := &meta.RESTMapping{Resource: corev1.SchemeGroupVersion.WithResource("configmaps"),
+		GroupVersionKind: corev1.SchemeGroupVersion.WithKind("ConfigMap"), Scope: meta.RESTScopeNamespace}
+	start := time.Now()
+	if _, ok := oc.store(ctx, m, "away"); ok {
+		t.Fatal("a watch of an unreachable server reported synced")
+	}
+	if took := time.Since(start); took >= time.Minute {
+		t.Errorf("the read waited %s, the whole sync timeout, for a server that is away", took)
+	}
+	key := informerKey{resource: m.Resource, namespace: "away"}
+	oc.mu.Lock()
+	defer oc.mu.Unlock()
+	if oc.informers[key] == nil {
+		t.Error("the watch was given up while its server was away")
+	}
+	if _, memo := oc.unwatchable[key]; memo {
+		t.Error("a server that is away was taken for one that refuses the watch")
 	}
 }

@@ -119,18 +119,19 @@ func (c *Cluster) readGroups(ctx context.Context, groups []*group, st *liveState
 // readGroup returns the objects of g that exist.
 func (c *Cluster) readGroup(ctx context.Context, g *group, absentNamespaces map[string]bool) (map[object.ObjMetadata]*unstructured.Unstructured, error) {
 	found := map[object.ObjMetadata]*unstructured.Unstructured{}
+	watched := c.watches() // once: the cache may stop meanwhile
 	if g.namespace != "" && absentNamespaces[g.namespace] {
-		c.watches().watch(g.mapping, g.namespace) // for when the apply has created them
+		watched.watch(g.mapping, g.namespace) // for when the apply has created them
 		return found, nil
 	}
 	missing := g.ids
-	if store, ok := c.watches().store(ctx, g.mapping, g.namespace); ok {
+	if store, ok := watched.store(ctx, g.mapping, g.namespace); ok {
 		// The watch sees only objects with trueup's label: one that is
 		// not there may still exist without it (made by someone else, or
 		// applied before trueup labelled its objects), so ask the server.
 		missing = nil
 		for _, id := range g.ids {
-			if obj := get(store, id.Namespace, id.Name); obj != nil && c.watches().fresh(id, obj) {
+			if obj := get(store, id.Namespace, id.Name); obj != nil && watched.fresh(id, obj) {
 				found[id] = obj
 			} else {
 				missing = append(missing, id)

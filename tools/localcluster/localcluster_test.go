@@ -14,6 +14,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/trueup-dev/trueup/tools/localcluster"
@@ -334,4 +335,50 @@ func TestUnschedulable(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestRestartAPIServer: an API-server-only cluster comes up without a node;
+// its kube-apiserver, stopped, refuses connections, and started again
+// serves on the same address with the same certificates — the client made
+// before the stop works unchanged — and with what etcd kept.
+func TestRestartAPIServer(t *testing.T) {
+	t.Parallel()
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		assets, _ = filepath.Abs("../../bin/k8s")
+	}
+	c, err := localcluster.Start(t.Context(), localcluster.Options{Dir: t.TempDir(), Assets: assets, APIServerOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	cs, err := kubernetes.NewForConfig(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nodes, err := cs.CoreV1().Nodes().List(t.Context(), metav1.ListOptions{}); err != nil || len(nodes.Items) != 0 {
+		t.Fatalf("an API-server-only cluster has nodes: %v %v", nodes, err)
+	}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "kept"}, Data: map[string]string{"v": "1"}}
+	if _, err := cs.CoreV1().ConfigMaps("default").Create(t.Context(), cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := c.StopAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.Discovery().ServerVersion(); !utilnet.IsConnectionRefused(err) {
+		t.Fatalf("a stopped kube-apiserver answered: %v", err)
+	}
+	if err := c.StartAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := cs.CoreV1().ConfigMaps("default").Get(t.Context(), "kept", metav1.GetOptions{})
+	if err != nil || got.Data["v"] != "1" {
+		t.Fatalf("after the restart: %v %v", got, err)
+	}
 }

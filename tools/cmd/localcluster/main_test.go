@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -158,5 +161,81 @@ func TestLocalCluster(t *testing.T) {
 	}
 	if _, err := os.Stat(kubeconfig); !os.IsNotExist(err) {
 		t.Errorf("kubeconfig left behind after stop: %v", err)
+	}
+}
+
+// TestControl: with --apiserver-only --control the binary starts etcd and
+// kube-apiserver alone, and its control socket stops kube-apiserver (its
+// address then refuses connections) and starts it again for kubectl with
+// the kubeconfig it had.
+func TestControl(t *testing.T) {
+	k8s := assets(t)
+	tmp := t.TempDir()
+	bin := filepath.Join(tmp, "localcluster")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	dir := filepath.Join(tmp, "cluster")
+	cluster := exec.Command(bin, "--dir", dir, "--assets", k8s, "--apiserver-only", "--control")
+	var logs strings.Builder
+	cluster.Stdout, cluster.Stderr = &logs, &logs
+	if err := cluster.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cluster.Wait() }()
+	t.Cleanup(func() {
+		_ = cluster.Process.Signal(syscall.SIGTERM)
+		<-exited
+	})
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	poll(t, 3*time.Minute, "kubeconfig", func() error {
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("localcluster exited: %v\n%s", err, logs.String())
+		default:
+		}
+		_, err := os.Stat(kubeconfig)
+		return err
+	})
+	kubectl := func(args ...string) (string, error) {
+		out, err := exec.Command(filepath.Join(k8s, "kubectl"), append([]string{"--kubeconfig", kubeconfig, "--request-timeout=10s"}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := kubectl("get", "nodes", "-o", "name"); err != nil || strings.TrimSpace(out) != "" {
+		t.Fatalf("an API-server-only cluster has nodes: %v\n%s", err, out)
+	}
+	control := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", filepath.Join(dir, ControlSocket))
+	}}}
+	post := func(path string) {
+		t.Helper()
+		resp, err := control.Post("http://localcluster"+path, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("%s: %s: %s", path, resp.Status, body)
+		}
+	}
+	post("/apiserver/stop")
+	if out, err := kubectl("get", "namespace", "default"); err == nil || !strings.Contains(out, "refused") {
+		t.Fatalf("a stopped kube-apiserver answered: %v\n%s", err, out)
+	}
+	post("/apiserver/start")
+	if out, err := kubectl("get", "namespace", "default"); err != nil {
+		t.Fatalf("after the restart: %v\n%s", err, out)
+	}
+	resp, err := control.Get("http://localcluster/apiserver/stop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET /apiserver/stop: %s, want 405", resp.Status)
 	}
 }
