@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/trueup-dev/trueup/config"
+	"github.com/trueup-dev/trueup/secrets"
 	"github.com/trueup-dev/trueup/source"
 )
 
@@ -259,7 +260,7 @@ func (p *Promoter) commitOptions(srcName string) (source.CommitOptions, error) {
 		keyFile = p.opts.SigningKeyFile
 	}
 	if keyFile != "" {
-		key, err := source.LoadSigningKey(keyFile)
+		key, err := secrets.LoadSigningKey(keyFile)
 		if err != nil {
 			return opts, err
 		}

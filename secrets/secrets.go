@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path"
 	"slices"
 	"strings"
@@ -47,84 +46,12 @@ var (
 // are plain, and this runs on every file a render reads.
 var marker = []byte("ENC[AES256_GCM,")
 
-// Options names the key files to load.
-type Options struct {
-	// AgeKeyFiles are age identity files as written by age-keygen.
-	AgeKeyFiles []string
-	// PGPKeyFiles are armored or binary PGP private keys without a passphrase.
-	PGPKeyFiles []string
-}
-
 // Decryptor holds private keys in memory and decrypts SOPS files with them.
 // It is safe for concurrent use: its keys never change after New.
 type Decryptor struct {
 	ages    []age.Identity
 	ageRecs []string // recipients of ages, for error messages
 	pgp     openpgp.EntityList
-}
-
-// New loads the key files. An unreadable or invalid file is an error naming it.
-func New(opts Options) (*Decryptor, error) {
-	d := &Decryptor{}
-	for _, f := range opts.AgeKeyFiles {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			return nil, fmt.Errorf("load age key: %w", err)
-		}
-		if err := d.AddAgeKeys(data); err != nil {
-			return nil, fmt.Errorf("load age key %s: %w", f, err)
-		}
-	}
-	for _, f := range opts.PGPKeyFiles {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			return nil, fmt.Errorf("load pgp key: %w", err)
-		}
-		if err := d.AddPGPKeys(data); err != nil {
-			return nil, fmt.Errorf("load pgp key %s: %w", f, err)
-		}
-	}
-	return d, nil
-}
-
-// AddAgeKeys adds the identities of an age key file's content.
-func (d *Decryptor) AddAgeKeys(data []byte) error {
-	ids, err := age.ParseIdentities(bytes.NewReader(data))
-	if err != nil {
-		return err
-	}
-	for _, id := range ids {
-		if x, ok := id.(*age.X25519Identity); ok {
-			d.ageRecs = append(d.ageRecs, x.Recipient().String())
-		}
-	}
-	d.ages = append(d.ages, ids...)
-	return nil
-}
-
-// AddPGPKeys adds the private keys of an armored or binary PGP key ring.
-func (d *Decryptor) AddPGPKeys(data []byte) error {
-	var ring openpgp.EntityList
-	var err error
-	if bytes.Contains(data, []byte("-----BEGIN PGP")) {
-		ring, err = openpgp.ReadArmoredKeyRing(bytes.NewReader(data))
-	} else {
-		ring, err = openpgp.ReadKeyRing(bytes.NewReader(data))
-	}
-	if err != nil {
-		return err
-	}
-	n := 0
-	for _, e := range ring {
-		if e.PrivateKey != nil {
-			d.pgp = append(d.pgp, e)
-			n++
-		}
-	}
-	if n == 0 {
-		return errors.New("no private key in the file (is it a public key?)")
-	}
-	return nil
 }
 
 // DecryptFile returns the plaintext of a SOPS-encrypted file, in the file's

@@ -71,6 +71,10 @@ func WebhookHandler(opts WebhookOptions) http.Handler {
 }
 
 func receive(opts WebhookOptions, provider string, verify func(*http.Request, []byte) bool, w http.ResponseWriter, r *http.Request) (int, string) {
+	if r.ContentLength > MaxWebhookBody {
+		// Said up front: refused before a byte of the body is read.
+		return http.StatusRequestEntityTooLarge, "too_large"
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxWebhookBody))
 	var tooLarge *http.MaxBytesError
 	switch {

@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -76,6 +77,33 @@ func TestWebhooks(t *testing.T) {
 	source.WebhookHandler(source.WebhookOptions{Secret: []byte(secret)}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/hooks/github", nil))
 	if rec.Code != http.StatusMethodNotAllowed {
 		t.Errorf("GET: %d", rec.Code)
+	}
+}
+
+// unreadable is a body that fails the test when read.
+type unreadable struct{ t *testing.T }
+
+func (u unreadable) Read([]byte) (int, error) {
+	u.t.Error("the body was read")
+	return 0, io.ErrUnexpectedEOF
+}
+
+// TestWebhookDeclaredTooLarge: a Content-Length over the cap is refused
+// without reading the body, which a slow client would send for as long as
+// the server waits.
+func TestWebhookDeclaredTooLarge(t *testing.T) {
+	var observed []string
+	h := source.WebhookHandler(source.WebhookOptions{
+		Secret: []byte("s3cret"), Sources: func() map[string]string { return nil }, Trigger: func(string) {},
+		Observe: func(provider, result string) { observed = append(observed, provider+"/"+result) },
+	})
+	req := httptest.NewRequest(http.MethodPost, "/hooks/github", unreadable{t})
+	req.ContentLength = source.MaxWebhookBody + 1
+	req.Header.Set("X-Hub-Signature-256", "sha256=00")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusRequestEntityTooLarge || strings.Join(observed, ",") != "github/too_large" {
+		t.Errorf("status %d, observed %v; want 413, github/too_large", rec.Code, observed)
 	}
 }
 

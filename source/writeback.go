@@ -20,6 +20,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/storer"
+	"github.com/go-git/go-git/v5/plumbing/transport"
 )
 
 // CommitOptions say who write-back commits are by and how they are signed.
@@ -29,30 +30,6 @@ type CommitOptions struct {
 	// SigningKey, when set, signs commits (for repositories that require
 	// signed commits); nil leaves them unsigned.
 	SigningKey *openpgp.Entity
-}
-
-// LoadSigningKey reads an armored PGP private key without a passphrase;
-// the first key with a private part signs.
-func LoadSigningKey(file string) (*openpgp.Entity, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, fmt.Errorf("signing key: %w", err)
-	}
-	defer f.Close()
-	ring, err := openpgp.ReadArmoredKeyRing(f)
-	if err != nil {
-		return nil, fmt.Errorf("signing key %s: %w", file, err)
-	}
-	for _, e := range ring {
-		if e.PrivateKey == nil {
-			continue
-		}
-		if e.PrivateKey.Encrypted {
-			return nil, fmt.Errorf("signing key %s: protected by a passphrase, which trueup cannot enter", file)
-		}
-		return e, nil
-	}
-	return nil, fmt.Errorf("signing key %s: no private key in the file", file)
 }
 
 // Edit computes a commit from the content at a branch head: the files to
@@ -155,12 +132,12 @@ func (g *Git) Write(ctx context.Context, req WriteRequest) (WriteResult, error) 
 		// Retry only when someone else moved the branch; any other
 		// failure (auth, network, a protected branch) is final.
 		if err := g.fetchLocked(ctx); err != nil {
-			return WriteResult{}, g.errorf("push to %q: %w", target, pushErr)
+			return WriteResult{}, fmt.Errorf("source %q: to %q: %w", g.opts.Name, target, pushErr)
 		}
 		now, err := g.head(target)
 		moved := err == nil && now != base
 		if !moved || attempt == maxWriteAttempts {
-			return WriteResult{}, g.errorf("push to %q (attempt %d): %w", target, attempt, pushErr)
+			return WriteResult{}, fmt.Errorf("source %q: to %q (attempt %d): %w", g.opts.Name, target, attempt, pushErr)
 		}
 		g.log.Info("branch moved while committing; applying the edit to the new head", "branch", target, "head", now.String())
 	}
@@ -176,10 +153,14 @@ func (g *Git) push(ctx context.Context, hash plumbing.Hash, branch string) error
 		return err
 	}
 	defer g.repo.Storer.RemoveReference(pushRef)
-	return g.repo.PushContext(ctx, &git.PushOptions{
-		RemoteName: remoteName,
-		RefSpecs:   []gitconfig.RefSpec{gitconfig.RefSpec(pushRef.String() + ":" + plumbing.NewBranchReferenceName(branch).String())},
-		Auth:       g.auth,
+	return remoteOp(ctx, "push", g.opts.URL, g.opts.Timeout, func(ctx context.Context, po transport.ProxyOptions, progress *answered) error {
+		return g.repo.PushContext(ctx, &git.PushOptions{
+			RemoteName:   remoteName,
+			RefSpecs:     []gitconfig.RefSpec{gitconfig.RefSpec(pushRef.String() + ":" + plumbing.NewBranchReferenceName(branch).String())},
+			Auth:         g.auth,
+			Progress:     progress,
+			ProxyOptions: po,
+		})
 	})
 }
 
@@ -243,16 +224,25 @@ func (d *Dir) Write(ctx context.Context, req WriteRequest) (WriteResult, error) 
 		if err != nil {
 			return WriteResult{}, fmt.Errorf("source %q: push: %w", d.name, err)
 		}
-		auth, err := authMethod(remote.Config().URLs[0], d.auth)
+		remoteURL := remote.Config().URLs[0]
+		auth, err := authMethod(remoteURL, d.auth)
 		if err != nil {
 			return WriteResult{}, fmt.Errorf("source %q: push: %w", d.name, err)
 		}
-		err = repo.PushContext(ctx, &git.PushOptions{
-			RemoteName: remoteName,
-			RefSpecs:   []gitconfig.RefSpec{gitconfig.RefSpec(targetName.String() + ":" + targetName.String())},
-			Auth:       auth,
+		err = remoteOp(ctx, "push", remoteURL, d.timeout, func(ctx context.Context, po transport.ProxyOptions, progress *answered) error {
+			err := repo.PushContext(ctx, &git.PushOptions{
+				RemoteName:   remoteName,
+				RefSpecs:     []gitconfig.RefSpec{gitconfig.RefSpec(targetName.String() + ":" + targetName.String())},
+				Auth:         auth,
+				Progress:     progress,
+				ProxyOptions: po,
+			})
+			if errors.Is(err, git.NoErrAlreadyUpToDate) {
+				return nil
+			}
+			return err
 		})
-		if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
+		if err != nil {
 			return res.WriteResult, fmt.Errorf("source %q: committed %s on %q, but the push failed (pull and push again): %w",
 				d.name, ShortCommit(res.Commit), target, err)
 		}

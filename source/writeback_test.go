@@ -12,6 +12,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/storage/memory"
 
+	"github.com/trueup-dev/trueup/secrets"
 	"github.com/trueup-dev/trueup/source/sourcetest"
 )
 
@@ -125,7 +126,7 @@ func TestWriteReviewBranch(t *testing.T) {
 // verifies against the public key.
 func TestWriteSigned(t *testing.T) {
 	keyFile, public := sourcetest.SigningKey(t, "trueup", "trueup@example.com")
-	key, err := LoadSigningKey(keyFile)
+	key, err := secrets.LoadSigningKey(keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"golang.org/x/net/netutil"
 
 	"github.com/trueup-dev/trueup/config"
 	"github.com/trueup-dev/trueup/promote"
@@ -31,7 +32,32 @@ type runOptions struct {
 	CacheDir          string
 	LeaderElect       bool
 	Lease             reconciler.LeaderOptions
+	Webhook           webhookLimits
 }
+
+// webhookLimits bound what clients can hold of the public webhook port.
+type webhookLimits struct {
+	// Timeout bounds reading one request, headers and body, and writing its
+	// answer; a keep-alive connection idle this long is closed.
+	Timeout time.Duration
+	// MaxConnections is how many connections are served at once; more wait
+	// in the listen backlog until one closes.
+	MaxConnections int
+}
+
+// Defaults of the webhook limits. GitHub and GitLab give up on a delivery
+// after 10 seconds, so a request still arriving then is of no use. A push
+// takes one short connection; 64 at once is far above what git hosts send,
+// and bounds the memory of bodies being read to 64 MiB.
+const (
+	defaultWebhookTimeout        = 10 * time.Second
+	defaultWebhookMaxConnections = 64
+	// webhookMaxHeaderBytes bounds a request's headers; push deliveries send
+	// about 1 KiB.
+	webhookMaxHeaderBytes = 64 << 10
+)
+
+var errEmptyWebhookSecret = errors.New("the file is empty: every webhook would be refused")
 
 func (o *runOptions) BindFlags(fs *pflag.FlagSet) {
 	o.clusterOptions.BindFlags(fs)
@@ -44,6 +70,38 @@ func (o *runOptions) BindFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.Lease.RenewDeadline, "leader-elect-renew-deadline", 10*time.Second, "how long the leader tries to renew before it gives up leading")
 	fs.DurationVar(&o.Lease.RetryPeriod, "leader-elect-retry-period", 2*time.Second, "how often replicas try to acquire or renew the Lease")
 	fs.StringVar(&o.CacheDir, "cache-dir", filepath.Join(os.TempDir(), "trueup"), "where git clones are kept between fetches")
+	fs.DurationVar(&o.Webhook.Timeout, "webhook-timeout", defaultWebhookTimeout, "how long a webhook request may take to arrive (headers and body) and its answer to be sent; slower clients are cut off")
+	fs.IntVar(&o.Webhook.MaxConnections, "webhook-max-connections", defaultWebhookMaxConnections, "how many connections --webhook-addr serves at once; more wait until one closes")
+}
+
+// validate checks the flags that need no config or cluster, so that a
+// mistake in them ends the command before it connects anywhere.
+func (o *runOptions) validate() error {
+	if o.Webhook.Timeout <= 0 {
+		return fmt.Errorf("--webhook-timeout: %s is not a positive duration", o.Webhook.Timeout)
+	}
+	if o.Webhook.MaxConnections <= 0 {
+		return fmt.Errorf("--webhook-max-connections: %d is not a positive number", o.Webhook.MaxConnections)
+	}
+	return nil
+}
+
+// webhookSecret reads --webhook-secret-file, trimmed of surrounding
+// whitespace; nil without the flag. A file with nothing else is an error:
+// the daemon would start and refuse every webhook.
+func (o *runOptions) webhookSecret() ([]byte, error) {
+	if o.WebhookSecretFile == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(o.WebhookSecretFile)
+	if err != nil {
+		return nil, fmt.Errorf("--webhook-secret-file: %w", err)
+	}
+	secret := bytes.TrimSpace(data)
+	if len(secret) == 0 {
+		return nil, fmt.Errorf("--webhook-secret-file %s: %w", o.WebhookSecretFile, errEmptyWebhookSecret)
+	}
+	return secret, nil
 }
 
 func newRunCmd(g *globalOptions) *cobra.Command {
@@ -60,6 +118,13 @@ invalid change is logged and the running config kept. Serves Prometheus metrics,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := g.logger(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			if err := o.validate(); err != nil {
+				return err
+			}
+			secret, err := o.webhookSecret()
 			if err != nil {
 				return err
 			}
@@ -89,16 +154,12 @@ invalid change is logged and the running config kept. Serves Prometheus metrics,
 				}, nil
 			}, log)
 
-			servers := []*server{{name: "--http-addr", addr: o.HTTPAddr, handler: d.Handler(reg)}}
-			if o.WebhookSecretFile != "" {
-				secret, err := os.ReadFile(o.WebhookSecretFile)
-				if err != nil {
-					return fmt.Errorf("--webhook-secret-file: %w", err)
-				}
-				servers = append(servers, &server{name: "--webhook-addr", addr: o.WebhookAddr, handler: source.WebhookHandler(source.WebhookOptions{
-					Secret: bytes.TrimSpace(secret), Sources: d.SourceURLs, Trigger: d.Trigger, Observe: metrics.ObserveWebhook,
+			servers := []*server{newHTTPServer(o.HTTPAddr, d.Handler(reg))}
+			if secret != nil {
+				servers = append(servers, newWebhookServer(o.WebhookAddr, o.Webhook, source.WebhookHandler(source.WebhookOptions{
+					Secret: secret, Sources: d.SourceURLs, Trigger: d.Trigger, Observe: metrics.ObserveWebhook,
 					Logger: log.With("component", "webhook"),
-				})})
+				})))
 			} else {
 				log.Info("webhooks off: no --webhook-secret-file")
 			}
@@ -139,10 +200,33 @@ invalid change is logged and the running config kept. Serves Prometheus metrics,
 // server is one of the daemon's HTTP listeners.
 type server struct {
 	name, addr string
-	handler    http.Handler
-	ln         net.Listener
 	srv        *http.Server
+	maxConns   int // connections served at once; 0: no limit
+	ln         net.Listener
 	done       chan error
+}
+
+// newHTTPServer is --http-addr: metrics, probes and the status API, for the
+// cluster's network. It shares no limit with the webhook port, so probes
+// answer while webhooks are flooded.
+func newHTTPServer(addr string, h http.Handler) *server {
+	return &server{name: "--http-addr", addr: addr, srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}}
+}
+
+// newWebhookServer is --webhook-addr, the port exposed to the internet: a
+// client can hold a connection for limits.Timeout per request at most, and
+// no more than limits.MaxConnections are served at once. Bodies are capped
+// by the handler (source.MaxWebhookBody).
+func newWebhookServer(addr string, limits webhookLimits, h http.Handler) *server {
+	t := limits.Timeout
+	return &server{name: "--webhook-addr", addr: addr, maxConns: limits.MaxConnections, srv: &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: t,
+		ReadTimeout:       t, // from the first byte of a request to the last of its body
+		WriteTimeout:      t, // from the end of the headers to the end of the answer
+		IdleTimeout:       t,
+		MaxHeaderBytes:    webhookMaxHeaderBytes,
+	}}
 }
 
 func (s *server) start() error {
@@ -150,8 +234,10 @@ func (s *server) start() error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.name, err)
 	}
+	if s.maxConns > 0 {
+		ln = netutil.LimitListener(ln, s.maxConns)
+	}
 	s.ln, s.done = ln, make(chan error, 1)
-	s.srv = &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
 	go func() { s.done <- s.srv.Serve(ln) }()
 	return nil
 }

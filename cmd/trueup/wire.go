@@ -39,7 +39,7 @@ func (g *globalOptions) wireConfig(cfg *config.Config, log *slog.Logger, cacheDi
 	var err error
 	sources := make(map[string]source.Source, len(cfg.Sources))
 	for _, s := range cfg.Sources {
-		opts := source.Options{Name: s.Name, URL: s.URL, CacheDir: cacheDir, Logger: log.With("source", s.Name)}
+		opts := source.Options{Name: s.Name, URL: s.URL, Timeout: s.Timeout, CacheDir: cacheDir, Logger: log.With("source", s.Name)}
 		if g.Repo != "" {
 			opts.URL = g.Repo
 		} else {
@@ -57,6 +57,7 @@ func (g *globalOptions) wireConfig(cfg *config.Config, log *slog.Logger, cacheDi
 	dec, err := secrets.New(secrets.Options{
 		AgeKeyFiles: cfg.Decryption.AgeKeyFiles,
 		PGPKeyFiles: cfg.Decryption.PGPKeyFiles,
+		Logger:      log,
 	})
 	if err != nil {
 		return nil, err
@@ -82,7 +83,7 @@ func (g *globalOptions) plan(cmd *cobra.Command, envName string, co *clusterOpti
 	if err != nil {
 		return nil, nil, err
 	}
-	desired, err := w.renderer.Render(cmd.Context(), envName, true)
+	desired, err := w.renderer.Render(cmd.Context(), envName)
 	if err != nil {
 		return nil, nil, err
 	}
