@@ -206,9 +206,12 @@ func (c *Cluster) Plan(ctx context.Context, desired *Desired, opts PlanOptions) 
 
 // prepare returns the object as it is applied: labelled with its
 // environment, owned by its inventory, with trueup's prune opt-out
-// translated for cli-utils.
+// translated for cli-utils, and a Secret's stringData folded into its data.
+// Everything after it — fingerprint, dry-run, diff, apply, records — sees
+// only the prepared object.
 func prepare(o *unstructured.Unstructured, env string, inv inventory.Info) *unstructured.Unstructured {
 	obj := o.DeepCopy()
+	foldStringData(obj)
 	inventory.AddInventoryIDAnnotation(obj, inv)
 	if a := obj.GetAnnotations(); a[PruneAnnotation] == PruneDisabled {
 		a[common.OnRemoveAnnotation] = common.OnRemoveKeep
