@@ -62,10 +62,11 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	if err := w.Add(filepath.Dir(s.path)); err != nil {
 		return fmt.Errorf("watch config: %w", err)
 	}
-	stop, err := s.start(ctx, cfg)
+	opts, err := s.build(cfg)
 	if err != nil {
 		return err
 	}
+	stop := s.start(ctx, opts)
 	defer func() { stop() }()
 	debounce := time.NewTimer(time.Hour)
 	debounce.Stop()
@@ -86,11 +87,16 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			if bytes.Equal(nextDigest, digest) {
 				continue
 			}
+			// Built before the running daemon stops: a config that loads
+			// but cannot be wired (a key file gone bad) changes nothing.
+			opts, err := s.build(next)
+			if err != nil {
+				s.log.Error("config change rejected; the previous config keeps running", "err", err)
+				continue
+			}
 			s.log.Info("config changed; restarting the environments", "environments", len(next.Environments))
 			stop()
-			if stop, err = s.start(ctx, next); err != nil {
-				return err
-			}
+			stop = s.start(ctx, opts)
 			digest = nextDigest
 		}
 	}
@@ -109,19 +115,15 @@ func (s *Supervisor) load() (*config.Config, []byte, error) {
 	return cfg, sum[:], nil
 }
 
-// start runs a daemon for cfg; the returned func stops it and waits.
-func (s *Supervisor) start(ctx context.Context, cfg *config.Config) (func(), error) {
-	opts, err := s.build(cfg)
-	if err != nil {
-		return nil, err
-	}
+// start runs a daemon; the returned func stops it and waits.
+func (s *Supervisor) start(ctx context.Context, opts DaemonOptions) func() {
 	d := NewDaemon(opts)
 	s.mu.Lock()
 	previous := s.current
 	s.current, s.standby = d, false
 	s.mu.Unlock()
 	if previous != nil {
-		opts.Metrics.forgetRemoved(previous.opts.Config, cfg)
+		opts.Metrics.forgetRemoved(previous.opts.Config, opts.Config)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -129,7 +131,7 @@ func (s *Supervisor) start(ctx context.Context, cfg *config.Config) (func(), err
 		defer close(done)
 		_ = d.Run(ctx)
 	}()
-	return func() { cancel(); <-done }, nil
+	return func() { cancel(); <-done }
 }
 
 func (s *Supervisor) daemon() (*Daemon, bool) {

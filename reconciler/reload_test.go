@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/trueup-dev/trueup/config"
+	"github.com/trueup-dev/trueup/secrets"
 	"github.com/trueup-dev/trueup/source"
 	"github.com/trueup-dev/trueup/source/sourcetest"
 )
@@ -52,6 +53,9 @@ func TestSupervisorReloadsConfig(t *testing.T) {
 	sup := NewSupervisor(path, func(cfg *config.Config) (DaemonOptions, error) {
 		src, err := source.New(source.Options{Name: "deploy", URL: url})
 		if err != nil {
+			return DaemonOptions{}, err
+		}
+		if _, err := secrets.New(secrets.Options{AgeKeyFiles: cfg.Decryption.AgeKeyFiles}); err != nil {
 			return DaemonOptions{}, err
 		}
 		sources := map[string]source.Source{"deploy": src}
@@ -93,6 +97,21 @@ func TestSupervisorReloadsConfig(t *testing.T) {
 			return err
 		}
 		if cm.Data["value"] != "two" {
+			return fmt.Errorf("value %q", cm.Data["value"])
+		}
+		return synced("r-two")()
+	})
+
+	// A config that is valid but cannot be wired — its key file is gone —
+	// is rejected too, before the running daemon stops.
+	write(strings.Replace(head, "environments:\n", "decryption: {ageKeyFiles: [missing.agekey]}\nenvironments:\n", 1) + one + two)
+	srv.Commit("deploy", "main", sourcetest.Change{Files: envFiles("r-one", "three")})
+	eventually(t, "the running config still reconciles after an edit that cannot be wired", func() error {
+		cm, err := cs.CoreV1().ConfigMaps("r-one").Get(ctx, "settings", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if cm.Data["value"] != "three" {
 			return fmt.Errorf("value %q", cm.Data["value"])
 		}
 		return synced("r-two")()
