@@ -47,6 +47,10 @@ microbench: testbin ## the Go micro-benchmarks, written to bench.txt
 fuzz: ## run each fuzz target briefly (FUZZTIME=30s)
 	hack/fuzz.sh $${FUZZTIME:-30s}
 
+.PHONY: vulncheck
+vulncheck: ## govulncheck over the product's module, against golang.org/x/vulndb from the module proxy
+	hack/vulncheck.sh
+
 .PHONY: lint
 lint: ## gofmt and go vet, product and tools
 	@test -z "$$(gofmt -l . | tee /dev/stderr)" || { echo 'run gofmt -w on the files above'; exit 1; }
