@@ -681,7 +681,6 @@ func TestBackoff(t *testing.T) {
 // checks that it stops; the cluster counts requests into w.
 func startDaemon(t *testing.T, config string, w *writes) (*Daemon, *prometheus.Registry) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	cfg, err := configParse(config)
 	if err != nil {
 		t.Fatal(err)
@@ -700,6 +699,14 @@ func startDaemon(t *testing.T, config string, w *writes) (*Daemon, *prometheus.R
 	t.Cleanup(events.Stop)
 	d := NewDaemon(DaemonOptions{Config: cfg, Sources: sources, Renderer: NewRenderer(cfg, sources, nil, log),
 		Cluster: cluster, Metrics: metrics, Events: events, Logger: log, Concurrency: 2})
+	runDaemon(t, d)
+	return d, reg
+}
+
+// runDaemon runs d until the test ends.
+func runDaemon(t *testing.T, d *Daemon) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
 	t.Cleanup(func() {
@@ -713,7 +720,6 @@ func startDaemon(t *testing.T, config string, w *writes) (*Daemon, *prometheus.R
 			t.Error("Run did not return after its context ended")
 		}
 	})
-	return d, reg
 }
 
 func configParse(s string) (*config.Config, error) { return config.Parse([]byte(s), "trueup.yaml") }

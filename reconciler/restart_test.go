@@ -88,20 +88,7 @@ environments:
 	log := slog.New(slog.DiscardHandler)
 	d := NewDaemon(DaemonOptions{Config: cfg, Sources: sources, Renderer: NewRenderer(cfg, sources, nil, log),
 		Cluster: cluster, Metrics: metrics, Logger: log})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Error(err)
-			}
-		case <-time.After(time.Minute):
-			t.Error("Run did not return after its context ended")
-		}
-	})
+	runDaemon(t, d)
 
 	restCfg, err := clientcmd.BuildConfigFromFlags("", plane.Kubeconfig)
 	if err != nil {
