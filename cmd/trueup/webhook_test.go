@@ -67,13 +67,16 @@ func dialSlowBody(t *testing.T, addr string, every time.Duration) *slowBodyClien
 // within a minute.
 func pollFor(t *testing.T, what string, cond func() bool) bool {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
+	deadline := time.After(time.Minute)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
 	for !cond() {
-		if time.Now().After(deadline) {
+		select {
+		case <-deadline:
 			t.Errorf("timed out waiting until %s", what)
 			return false
+		case <-tick.C:
 		}
-		time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation
 	}
 	return true
 }
