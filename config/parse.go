@@ -297,19 +297,6 @@ func (p *parser) duration(o object, key string, def time.Duration) time.Duration
 	return d
 }
 
-func (p *parser) percent(o object, key string, def int) int {
-	v := o.value(key)
-	if v == nil {
-		return def
-	}
-	var i int
-	if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!int" || v.Decode(&i) != nil || i < 0 || i > 100 {
-		p.errorf(v, o.key(key), "%s is not a whole number from 0 to 100", describe(v))
-		return def
-	}
-	return i
-}
-
 // limits reads the limits mapping under o, each key replacing its value in
 // base.
 func (p *parser) limits(o object, base Limits) Limits {
@@ -351,18 +338,23 @@ func (p *parser) size(o object, key string, def, ceiling int64) int64 {
 	return n
 }
 
-// count reads a positive whole number.
-func (p *parser) count(o object, key string, def int64) int64 {
+// whole reads a whole number from lo to hi.
+func (p *parser) whole(o object, key string, def, lo, hi int64) int64 {
 	v := o.value(key)
 	if v == nil {
 		return def
 	}
 	var n int64
-	if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!int" || v.Decode(&n) != nil || n <= 0 || n > math.MaxInt32 {
-		p.errorf(v, o.key(key), "%s is not a whole number from 1 to %d", describe(v), math.MaxInt32)
+	if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!int" || v.Decode(&n) != nil || n < lo || n > hi {
+		p.errorf(v, o.key(key), "%s is not a whole number from %d to %d", describe(v), lo, hi)
 		return def
 	}
 	return n
+}
+
+// count reads a positive whole number that fits an int on every platform.
+func (p *parser) count(o object, key string, def int64) int64 {
+	return p.whole(o, key, def, 1, math.MaxInt32)
 }
 
 // stringList returns a list of non-empty strings, and where each is.
@@ -517,7 +509,7 @@ func (p *parser) environments(top object, cfg *Config) (*names, []envRefs) {
 			SelfHeal:        p.boolean(o, "selfHeal", DefaultSelfHeal),
 			Wait:            p.boolean(o, "wait", DefaultWait),
 			Timeout:         p.duration(o, "timeout", DefaultTimeout),
-			MaxPrunePercent: p.percent(o, "maxPrunePercent", DefaultMaxPrunePercent),
+			MaxPrunePercent: int(p.whole(o, "maxPrunePercent", DefaultMaxPrunePercent, 0, 100)),
 			AllowMassPrune:  p.boolean(o, "allowMassPrune", DefaultAllowMassPrune),
 			Limits:          p.limits(o, cfg.Limits),
 		}

@@ -180,21 +180,7 @@ func TestAgeKeyFiles(t *testing.T) {
 					t.Errorf("no keys loaded, or not logged: %v\n%s", d.loaded(), out)
 				}
 			} else {
-				if err == nil {
-					t.Fatal("New succeeded")
-				}
-				msg := err.Error()
-				out += msg
-				want := "load age key file " + file + ": " + tc.problem
-				if tc.line > 0 {
-					want = fmt.Sprintf("load age key file %s: line %d: %s", file, tc.line, tc.problem)
-				}
-				if msg != want {
-					t.Errorf("error\n %s\nwant\n %s", msg, want)
-				}
-				if !errors.Is(err, ErrKeyFile) {
-					t.Errorf("%v is not ErrKeyFile", err)
-				}
+				out += checkKeyError(t, err, "age", file, tc.line, tc.problem)
 			}
 			if s, ok := leaks(out, secrets); ok {
 				t.Errorf("output holds key material %q:\n%s", s, out)
@@ -257,21 +243,7 @@ func TestPGPKeyFiles(t *testing.T) {
 					t.Errorf("key not loaded, or not logged by fingerprint: %s", out)
 				}
 			} else {
-				if err == nil {
-					t.Fatal("New succeeded")
-				}
-				msg := err.Error()
-				out += msg
-				want := "load pgp key file " + file + ": " + tc.problem
-				if tc.line > 0 {
-					want = fmt.Sprintf("load pgp key file %s: line %d: %s", file, tc.line, tc.problem)
-				}
-				if msg != want {
-					t.Errorf("error\n %s\nwant\n %s", msg, want)
-				}
-				if !errors.Is(err, ErrKeyFile) {
-					t.Errorf("%v is not ErrKeyFile", err)
-				}
+				out += checkKeyError(t, err, "pgp", file, tc.line, tc.problem)
 			}
 			if s, ok := leaks(out, secrets); ok {
 				t.Errorf("output holds key material %q:\n%s", s, out)
@@ -378,4 +350,25 @@ func FuzzAgeKeyFile(f *testing.F) {
 			t.Fatalf("error %q is not one line of ErrKeyFile", err)
 		}
 	})
+}
+
+// checkKeyError fails the test unless err is the ErrKeyFile that names the
+// kind of key, the file, the line (0: none) and the problem; it returns the
+// message, to be searched for key material with the rest of the output.
+func checkKeyError(t *testing.T, err error, kind, file string, line int, problem string) string {
+	t.Helper()
+	if err == nil {
+		t.Fatal("New succeeded")
+	}
+	want := "load " + kind + " key file " + file + ": " + problem
+	if line > 0 {
+		want = fmt.Sprintf("load %s key file %s: line %d: %s", kind, file, line, problem)
+	}
+	if msg := err.Error(); msg != want {
+		t.Errorf("error\n %s\nwant\n %s", msg, want)
+	}
+	if !errors.Is(err, ErrKeyFile) {
+		t.Errorf("%v is not ErrKeyFile", err)
+	}
+	return err.Error()
 }

@@ -111,16 +111,7 @@ func TestLocalCluster(t *testing.T) {
 	})
 
 	kubeconfig := filepath.Join(dir, "kubeconfig")
-	poll(t, 3*time.Minute, "kubeconfig", func() error {
-		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("localcluster exited: %v\n%s", err, logs.String())
-		default:
-		}
-		_, err := os.Stat(kubeconfig)
-		return err
-	})
+	waitKubeconfig(t, kubeconfig, exited, &logs)
 
 	kubectl := func(args ...string) (string, error) {
 		cmd := exec.Command(filepath.Join(k8s, "kubectl"), append([]string{"--kubeconfig", kubeconfig}, args...)...)
@@ -189,16 +180,7 @@ func TestControl(t *testing.T) {
 		<-exited
 	})
 	kubeconfig := filepath.Join(dir, "kubeconfig")
-	poll(t, 3*time.Minute, "kubeconfig", func() error {
-		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("localcluster exited: %v\n%s", err, logs.String())
-		default:
-		}
-		_, err := os.Stat(kubeconfig)
-		return err
-	})
+	waitKubeconfig(t, kubeconfig, exited, &logs)
 	kubectl := func(args ...string) (string, error) {
 		out, err := exec.Command(filepath.Join(k8s, "kubectl"), append([]string{"--kubeconfig", kubeconfig, "--request-timeout=10s"}, args...)...).CombinedOutput()
 		return string(out), err
@@ -238,4 +220,20 @@ func TestControl(t *testing.T) {
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("GET /apiserver/stop: %s, want 405", resp.Status)
 	}
+}
+
+// waitKubeconfig waits until localcluster has written its kubeconfig, and
+// fails the test with its output if it exits first.
+func waitKubeconfig(t *testing.T, kubeconfig string, exited chan error, logs *strings.Builder) {
+	t.Helper()
+	poll(t, 3*time.Minute, "kubeconfig", func() error {
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("localcluster exited: %v\n%s", err, logs.String())
+		default:
+		}
+		_, err := os.Stat(kubeconfig)
+		return err
+	})
 }
