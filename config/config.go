@@ -41,7 +41,19 @@ const (
 	DefaultAutoPromote     = false
 	DefaultAuthorName      = "trueup"
 	DefaultAuthorEmail     = "trueup@users.noreply.trueup.dev"
+	// DefaultName is the instance name of a config that sets none; the
+	// inventories it writes are named trueup-ENV, as before instances
+	// existed.
+	DefaultName = "trueup"
+	// DefaultClusterName is what status and metrics call the default
+	// cluster (--kubeconfig and --context, or in-cluster); no cluster of a
+	// config may be called so.
+	DefaultClusterName = "default"
 )
+
+// MaxInventoryName is the longest an inventory's name, NAME-ENVIRONMENT,
+// may be: it is also a label value.
+const MaxInventoryName = 63
 
 // Default limits on what a repository may make a render read and build. Each
 // is far above what real repositories reach, and well below what exhausts the
@@ -83,6 +95,20 @@ type Config struct {
 	APIVersion string
 	// Kind is the type of the file. Required; must be "Config".
 	Kind string
+	// Name identifies this config, its instance, on every cluster it
+	// applies to: an environment's inventory is named NAME-ENVIRONMENT
+	// and records the instance, the source and the path it deploys, so
+	// configs of different names never touch each other's objects, and an
+	// apply into an inventory another config owns stops before any write.
+	// Give every config that shares a cluster with another its own name.
+	// A DNS-1123 label; with each environment's name and a dash, at most 63
+	// characters. Changing it needs a restart of the daemon, and its
+	// environments start new inventories (see the README). Default "trueup".
+	Name string
+	// Clusters are the clusters environments may apply to besides the
+	// default one (--kubeconfig and --context, or in-cluster in a Pod).
+	// Default: none, every environment applies to the default cluster.
+	Clusters []Cluster
 	// Sources are the git repositories (or local directories) environments
 	// read from. Default: none.
 	Sources []Source
@@ -154,6 +180,24 @@ func (l Limits) WithDefaults() Limits {
 	l.MaxRenderedSize = or(l.MaxRenderedSize, DefaultMaxRenderedSize)
 	l.MaxObjects = int(or(int64(l.MaxObjects), DefaultMaxObjects))
 	return l
+}
+
+// Cluster is a Kubernetes cluster environments apply to, reached through
+// a kubeconfig file. Each cluster has its own client, rate limits, request
+// slots and watches; one that cannot be reached fails only the
+// environments on it.
+type Cluster struct {
+	// Name identifies the cluster to environments, in status and in
+	// metrics; a DNS-1123 label, unique among clusters, and not "default",
+	// the default cluster's name. Required.
+	Name string
+	// KubeconfigFile is the kubeconfig to reach the cluster with; in a Pod,
+	// mounted from a Secret. Load makes a relative name absolute against
+	// the config file's directory. Required.
+	KubeconfigFile string
+	// Context is the kubeconfig context to use. Default: the file's
+	// current context.
+	Context string
 }
 
 // Source is one repository.
@@ -231,6 +275,11 @@ type Environment struct {
 	Name string
 	// Source is the name of the source the environment reads. Required.
 	Source string
+	// Cluster is the name of the cluster, among clusters, the environment
+	// applies to; without it, the environment applies to the default
+	// cluster (--kubeconfig and --context, or in-cluster in a Pod).
+	// Default: the default cluster.
+	Cluster string
 	// Branch is the branch the environment follows. Default "main".
 	Branch string
 	// Path is the kustomize overlay directory inside the repository, slash
@@ -338,6 +387,21 @@ func (c *Config) Environment(name string) (*Environment, error) {
 	return nil, fmt.Errorf("no environment %q in the config (have: %s)", name, strings.Join(names, ", "))
 }
 
+// Cluster returns the cluster called name; nil for "", the default cluster.
+func (c *Config) Cluster(name string) (*Cluster, error) {
+	if name == "" {
+		return nil, nil
+	}
+	names := make([]string, len(c.Clusters))
+	for i := range c.Clusters {
+		if c.Clusters[i].Name == name {
+			return &c.Clusters[i], nil
+		}
+		names[i] = c.Clusters[i].Name
+	}
+	return nil, fmt.Errorf("no cluster %q in the config (have: %s)", name, strings.Join(names, ", "))
+}
+
 // Source returns the source called name; the error lists the known names.
 func (c *Config) Source(name string) (*Source, error) {
 	names := make([]string, len(c.Sources))
@@ -369,6 +433,9 @@ func (c *Config) resolvePaths(dir string) {
 		s.Auth.SSHKeyFile = abs(s.Auth.SSHKeyFile)
 		s.Auth.KnownHostsFile = abs(s.Auth.KnownHostsFile)
 		s.Commit.SigningKeyFile = abs(s.Commit.SigningKeyFile)
+	}
+	for i := range c.Clusters {
+		c.Clusters[i].KubeconfigFile = abs(c.Clusters[i].KubeconfigFile)
 	}
 	for i, f := range c.Decryption.AgeKeyFiles {
 		c.Decryption.AgeKeyFiles[i] = abs(f)

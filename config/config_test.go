@@ -24,6 +24,7 @@ func TestLoadGood(t *testing.T) {
 			want := &Config{
 				APIVersion: APIVersion,
 				Kind:       Kind,
+				Name:       DefaultName,
 				Sources: []Source{{
 					Name: "deploy", URL: "https://git.example.com/acme/deploy.git", Interval: time.Minute,
 					Timeout: DefaultSourceTimeout,
@@ -45,6 +46,7 @@ func TestLoadGood(t *testing.T) {
 			want := &Config{
 				APIVersion: APIVersion,
 				Kind:       Kind,
+				Name:       DefaultName,
 				Sources: []Source{{
 					Name:     "deploy",
 					URL:      "git@git.example.com:acme/deploy.git",
@@ -112,6 +114,31 @@ func TestLoadGood(t *testing.T) {
 				if got := c.Environments[i].Limits; got != want {
 					t.Errorf("%s: limits %+v, want %+v", c.Environments[i].Name, got, want)
 				}
+			}
+		},
+		"clusters.good.yaml": func(t *testing.T, c *Config) {
+			if c.Name != "shop" {
+				t.Errorf("name %q, want shop", c.Name)
+			}
+			want := []Cluster{
+				{Name: "staging", KubeconfigFile: filepath.Join(dir, "clusters/staging.kubeconfig")},
+				{Name: "production", KubeconfigFile: "/etc/trueup/clusters/production/kubeconfig", Context: "prod-admin"},
+			}
+			if !reflect.DeepEqual(c.Clusters, want) {
+				t.Errorf("clusters\n got %+v\nwant %+v", c.Clusters, want)
+			}
+			var got []string
+			for _, e := range c.Environments {
+				got = append(got, e.Cluster)
+			}
+			if !reflect.DeepEqual(got, []string{"", "staging", "production"}) {
+				t.Errorf("environments' clusters %q", got)
+			}
+			if cl, err := c.Cluster("production"); err != nil || cl.Context != "prod-admin" {
+				t.Errorf("Cluster(production) = %+v, %v", cl, err)
+			}
+			if cl, err := c.Cluster(""); cl != nil || err != nil {
+				t.Errorf("Cluster(\"\") = %+v, %v; want the default cluster, nil", cl, err)
 			}
 		},
 		"env-branches.good.yaml": func(t *testing.T, c *Config) {
@@ -203,6 +230,12 @@ func TestLoadBad(t *testing.T) {
 		"limits-bad-size":          `:10:24: environments[0].limits.maxRenderedSize: "64MB" is not a positive size in bytes such as 4194304 or 4Mi`,
 		"limits-over-ceiling":      `:4:16: limits.maxFileSize: "1Gi" is more than the most allowed, 64Mi`,
 		"limits-not-a-mapping":     `:9:13: environments[0].limits: must be a mapping, not a list`,
+		"unknown-cluster":          `:12:14: environments[0].cluster: unknown cluster "prod" (did you mean "prd"?)`,
+		"no-clusters":              `:8:14: environments[0].cluster: unknown cluster "production" (no clusters are defined)`,
+		"duplicate-cluster":        `:7:11: clusters[1].name: duplicate cluster "production" (first at line 4)`,
+		"missing-kubeconfig":       `:4:5: clusters[0].kubeconfigFile: missing required key`,
+		"bad-instance-name":        `:3:7: name: "Team_A" is not a valid name`,
+		"inventory-name-too-long":  `:9:11: environments[0].name: "an-environment-with-a-long-name" is too long for instance "a-config-whose-name-is-long-too-long"`,
 	}
 	files, err := filepath.Glob("testdata/*.bad.yaml")
 	if err != nil {

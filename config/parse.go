@@ -69,6 +69,7 @@ type ref struct {
 // so that the order of environments in the file does not matter.
 type envRefs struct {
 	source    ref
+	cluster   ref
 	dependsOn []ref
 	promoteTo ref
 }
@@ -78,16 +79,22 @@ func (p *parser) parse(data []byte) *Config {
 	if root == nil {
 		return nil
 	}
-	top := p.object(root, "", "apiVersion", "kind", "sources", "decryption", "environments", "limits")
+	top := p.object(root, "", "apiVersion", "kind", "name", "clusters", "sources", "decryption", "environments", "limits")
 	cfg := &Config{
 		APIVersion: p.constant(top, "apiVersion", APIVersion),
 		Kind:       p.constant(top, "kind", Kind),
+		Name:       DefaultName,
 		Limits:     p.limits(top, DefaultLimits()),
 	}
+	if name, at := p.str(top, "name"); at != nil {
+		cfg.Name = name
+		p.label(at, "name", name)
+	}
+	clusters := p.clusters(top, cfg)
 	sources := p.sources(top, cfg)
 	p.decryption(top, cfg)
 	envs, refs := p.environments(top, cfg)
-	p.references(cfg, sources, envs, refs)
+	p.references(cfg, sources, clusters, envs, refs)
 	p.cycles(cfg, envs, refs)
 	return cfg
 }
@@ -425,6 +432,24 @@ func (p *parser) resolve(ns *names, r ref, name string) {
 	p.errorf(r.at, r.key, "unknown %s %q%s", ns.kind, name, hint)
 }
 
+func (p *parser) clusters(top object, cfg *Config) *names {
+	defined := newNames("cluster")
+	for i, n := range p.list(top, "clusters") {
+		o := p.object(n, fmt.Sprintf("clusters[%d]", i), "name", "kubeconfigFile", "context")
+		var c Cluster
+		var at *yaml.Node
+		c.Name, at = p.required(o, "name")
+		if c.Name == DefaultClusterName {
+			p.errorf(at, o.key("name"), "%q is the default cluster's name (--kubeconfig and --context, or in-cluster); leave environments' cluster unset to use it", c.Name)
+		}
+		p.define(defined, at, o.key("name"), c.Name)
+		c.KubeconfigFile, _ = p.required(o, "kubeconfigFile")
+		c.Context, _ = p.str(o, "context")
+		cfg.Clusters = append(cfg.Clusters, c)
+	}
+	return defined
+}
+
 func (p *parser) sources(top object, cfg *Config) *names {
 	defined := newNames("source")
 	for i, n := range p.list(top, "sources") {
@@ -499,7 +524,7 @@ func (p *parser) environments(top object, cfg *Config) (*names, []envRefs) {
 	var refs []envRefs
 	for i, n := range p.list(top, "environments") {
 		o := p.object(n, fmt.Sprintf("environments[%d]", i),
-			"name", "source", "branch", "path", "namespace", "interval", "prune", "selfHeal",
+			"name", "source", "cluster", "branch", "path", "namespace", "interval", "prune", "selfHeal",
 			"wait", "timeout", "dependsOn", "promotion", "maxPrunePercent", "allowMassPrune", "limits")
 		e := Environment{
 			Branch:          DefaultBranch,
@@ -517,8 +542,14 @@ func (p *parser) environments(top object, cfg *Config) (*names, []envRefs) {
 		var at *yaml.Node
 		e.Name, at = p.required(o, "name")
 		p.define(defined, at, o.key("name"), e.Name)
+		if at != nil && len(cfg.Name)+1+len(e.Name) > MaxInventoryName {
+			p.errorf(at, o.key("name"), "%q is too long for instance %q: its inventory, %s-%s, may have at most %d characters",
+				e.Name, cfg.Name, cfg.Name, e.Name, MaxInventoryName)
+		}
 		e.Source, r.source.at = p.required(o, "source")
 		r.source.key = o.key("source")
+		e.Cluster, r.cluster.at = p.str(o, "cluster")
+		r.cluster.key = o.key("cluster")
 		if b, at := p.str(o, "branch"); b != "" {
 			e.Branch = b
 			if problem := branchProblem(b); problem != "" {
@@ -573,10 +604,13 @@ func branchProblem(b string) string {
 	return ""
 }
 
-func (p *parser) references(cfg *Config, sources, envs *names, refs []envRefs) {
+func (p *parser) references(cfg *Config, sources, clusters, envs *names, refs []envRefs) {
 	for i, r := range refs {
 		e := cfg.Environments[i]
 		p.resolve(sources, r.source, e.Source)
+		if e.Cluster != "" {
+			p.resolve(clusters, r.cluster, e.Cluster)
+		}
 		for j, d := range e.DependsOn {
 			if d == e.Name {
 				p.errorf(r.dependsOn[j].at, r.dependsOn[j].key, "environment %q depends on itself", d)

@@ -112,6 +112,11 @@ func (o *Outcome) Err() error {
 // leaves nothing untracked; nothing is pruned unless every apply succeeded.
 // A plan without changes makes no write request at all.
 func (c *Cluster) Apply(ctx context.Context, plan *Plan, opts ApplyOptions) (*Outcome, error) {
+	out, err := c.apply(ctx, plan, opts)
+	return out, c.named(err)
+}
+
+func (c *Cluster) apply(ctx context.Context, plan *Plan, opts ApplyOptions) (*Outcome, error) {
 	if err := checkMassPrune(plan, opts); err != nil {
 		return nil, err
 	}
@@ -226,9 +231,11 @@ func (a *applyRun) finish() *Outcome {
 }
 
 // recordsChanged reports whether the inventory must be written even though
-// no object changes: it lacks objects, or records a dry-run just proved.
+// no object changes: it lacks objects, records a dry-run just proved, or
+// its owner (an inventory written before instances existed).
 func (a *applyRun) recordsChanged() bool {
-	return a.p.inventory.cm == nil && len(a.records) > 0 || !maps.Equal(a.records, a.p.inventory.records)
+	inv := a.p.inventory
+	return inv.cm == nil && len(a.records) > 0 || inv.cm != nil && !inv.claimed() || !maps.Equal(a.records, inv.records)
 }
 
 // recordIntent writes, before the first write of the apply, an inventory
@@ -484,7 +491,7 @@ func (a *applyRun) recordOutcome(ctx context.Context) error {
 	if !a.failed && a.finishedHealthy() {
 		revision = a.p.Revision
 	}
-	if maps.Equal(a.records, a.p.inventory.records) && a.p.inventory.cm != nil && revision == "" {
+	if maps.Equal(a.records, a.p.inventory.records) && a.p.inventory.claimed() && revision == "" {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)

@@ -36,6 +36,10 @@ type cacheOptions struct {
 	// onChange, when set, is told the environment of an object that was
 	// changed (beyond its status) or deleted.
 	onChange func(env string)
+	// inventories, when set, are the environments onChange is told of, by
+	// their inventory's name: an object another instance's environment of
+	// the same name owns is not news. Unset, the environment label says.
+	inventories map[string]string
 	// selector is the label selector of every watch.
 	selector string
 	// clusterWide watches each namespaced resource in all namespaces where
@@ -59,7 +63,7 @@ type objectCache struct {
 	informers map[informerKey]*cachedInformer
 	wide      map[schema.GroupVersionResource]bool // RBAC allows a cluster-wide watch
 	tick      chan struct{}                        // closed at the next event
-	written   map[string]*corev1.ConfigMap         // inventories this process wrote, by environment
+	written   map[string]*corev1.ConfigMap         // inventories this process wrote, by name
 	inv       *cachedInformer                      // the inventory ConfigMaps; nil without onChange
 	// applied holds the resourceVersion of each object this process just
 	// wrote, until its watch has caught up: a plan must not mistake the
@@ -197,7 +201,7 @@ func (oc *objectCache) countWatches() {
 	if oc.inv != nil {
 		n++
 	}
-	oc.cluster.metrics.setWatches(n)
+	oc.cluster.metrics.setWatches(oc.cluster.name, n)
 }
 
 // wroteObject remembers an object this process just wrote.
@@ -387,6 +391,7 @@ type compactObject struct {
 	raw               []byte
 	annotations       string // fingerprint of the annotations
 	owned             string // ownedFields of the object
+	inventory         string // the inventory that owns the object
 }
 
 // DeepCopyObject returns the object itself: a compactObject never changes.
@@ -420,7 +425,7 @@ func compact(obj any) (any, error) {
 		TypeMeta: metav1.TypeMeta{APIVersion: u.GetAPIVersion(), Kind: u.GetKind()},
 		ObjectMeta: metav1.ObjectMeta{Name: u.GetName(), Namespace: u.GetNamespace(), UID: u.GetUID(),
 			ResourceVersion: u.GetResourceVersion(), Generation: u.GetGeneration(), Labels: u.GetLabels()},
-		raw: bytes.Clone(raw), annotations: fingerprint(u.GetAnnotations()), owned: ownedFields(u),
+		raw: bytes.Clone(raw), annotations: fingerprint(u.GetAnnotations()), owned: ownedFields(u), inventory: owner(u),
 	}, nil
 }
 
@@ -436,7 +441,11 @@ func (oc *objectCache) notify(obj any) {
 	if !ok {
 		return
 	}
-	if env := c.Labels[EnvironmentLabel]; env != "" {
+	env := c.Labels[EnvironmentLabel]
+	if oc.opts.inventories != nil {
+		env = oc.opts.inventories[c.inventory]
+	}
+	if env != "" {
 		oc.opts.log.Debug("applied object changed", "env", env, "object", c.Kind+"/"+c.Namespace+"/"+c.Name)
 		oc.opts.onChange(env)
 	}
@@ -477,25 +486,25 @@ func (oc *objectCache) startInventories() *cachedInformer {
 	return oc.run(inf, calls)
 }
 
-// inventory returns an environment's inventory from the watch, nil when it
-// has none; false when the watch cannot tell (not synced, or behind what
-// this process last wrote).
-func (oc *objectCache) inventory(env string) (*corev1.ConfigMap, bool) {
+// inventory returns the inventory called name from the watch, nil when
+// there is none; false when the watch cannot tell (not synced, or behind
+// what this process last wrote).
+func (oc *objectCache) inventory(name string) (*corev1.ConfigMap, bool) {
 	if oc == nil || oc.inv == nil || !oc.inv.synced() {
 		return nil, false
 	}
-	obj, exists, err := oc.inv.store.GetByKey(oc.cluster.inventoryNamespace + "/" + inventoryName(env))
+	obj, exists, err := oc.inv.store.GetByKey(oc.cluster.inventoryNamespace + "/" + name)
 	if err != nil {
 		return nil, false
 	}
 	cm, _ := obj.(*corev1.ConfigMap)
 	oc.mu.Lock()
 	defer oc.mu.Unlock()
-	if w := oc.written[env]; w != nil {
+	if w := oc.written[name]; w != nil {
 		if !exists || !atLeast(cm.ResourceVersion, w.ResourceVersion) {
 			return nil, false
 		}
-		delete(oc.written, env)
+		delete(oc.written, name)
 	}
 	return cm, true
 }
@@ -510,11 +519,11 @@ func atLeast(a, b string) bool {
 
 // wroteInventory remembers the inventory this process just wrote, until the
 // watch has caught up with it.
-func (oc *objectCache) wroteInventory(env string, cm *corev1.ConfigMap) {
+func (oc *objectCache) wroteInventory(name string, cm *corev1.ConfigMap) {
 	if oc == nil || oc.inv == nil {
 		return
 	}
 	oc.mu.Lock()
 	defer oc.mu.Unlock()
-	oc.written[env] = cm
+	oc.written[name] = cm
 }

@@ -36,10 +36,11 @@ type limits struct {
 	apf     atomic.Bool
 	bucket  flowcontrol.RateLimiter
 	metrics *Metrics // nil counts nothing
+	cluster string   // the cluster's name in the metrics
 }
 
-func newLimits(m *Metrics) *limits {
-	return &limits{bucket: flowcontrol.NewTokenBucketRateLimiter(fallbackQPS, fallbackBurst), metrics: m}
+func newLimits(m *Metrics, cluster string) *limits {
+	return &limits{bucket: flowcontrol.NewTokenBucketRateLimiter(fallbackQPS, fallbackBurst), metrics: m, cluster: cluster}
 }
 
 // configure makes cfg use these limits: one rate limiter shared by every
@@ -55,7 +56,7 @@ func (l *limits) configure(cfg *rest.Config) {
 					l.apf.Store(true)
 				}
 				if resp.StatusCode == http.StatusTooManyRequests {
-					l.metrics.observeThrottled()
+					l.metrics.observeThrottled(l.cluster)
 				}
 			}
 			return resp, err
@@ -76,7 +77,7 @@ func (l *limits) Wait(ctx context.Context) error {
 	}
 	start := time.Now()
 	err := l.bucket.Wait(ctx)
-	l.metrics.observeRateLimiterWait(time.Since(start))
+	l.metrics.observeRateLimiterWait(l.cluster, time.Since(start))
 	return err
 }
 

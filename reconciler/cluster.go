@@ -42,6 +42,9 @@ const EnvironmentLabel = "trueup.dev/environment"
 
 // ClusterOptions tune a Cluster.
 type ClusterOptions struct {
+	// Name is the config's name of the cluster, in metrics and errors;
+	// default DefaultClusterName.
+	Name string
 	// InventoryNamespace is where inventories live; default
 	// DefaultInventoryNamespace.
 	InventoryNamespace string
@@ -54,6 +57,7 @@ type ClusterOptions struct {
 
 // Cluster is the API server a trueup process reconciles into.
 type Cluster struct {
+	name      string
 	factory   cmdutil.Factory
 	config    *rest.Config
 	dynamic   dynamic.Interface
@@ -83,40 +87,63 @@ func NewCluster(getter genericclioptions.RESTClientGetter, opts ClusterOptions) 
 	if opts.ApplyConcurrency < 1 {
 		opts.ApplyConcurrency = DefaultApplyConcurrency
 	}
-	l := newLimits(opts.Metrics)
+	if opts.Name == "" {
+		opts.Name = DefaultClusterName
+	}
+	opts.Metrics.addCluster(opts.Name)
+	l := newLimits(opts.Metrics, opts.Name)
 	f := cmdutil.NewFactory(limitedGetter{RESTClientGetter: getter, limits: l})
 	cfg, err := f.ToRESTConfig()
 	if err != nil {
-		return nil, fmt.Errorf("connect to cluster: %w", err)
+		return nil, fmt.Errorf("connect to cluster %s: %w", opts.Name, err)
 	}
 	dyn, err := f.DynamicClient()
 	if err != nil {
-		return nil, fmt.Errorf("connect to cluster: %w", err)
+		return nil, fmt.Errorf("connect to cluster %s: %w", opts.Name, err)
 	}
 	cs, err := f.KubernetesClientSet()
 	if err != nil {
-		return nil, fmt.Errorf("connect to cluster: %w", err)
+		return nil, fmt.Errorf("connect to cluster %s: %w", opts.Name, err)
 	}
 	mapper, err := f.ToRESTMapper()
 	if err != nil {
-		return nil, fmt.Errorf("connect to cluster: %w", err)
+		return nil, fmt.Errorf("connect to cluster %s: %w", opts.Name, err)
 	}
 	return &Cluster{
-		factory: f, config: cfg, dynamic: dyn, clientset: cs, mapper: mapper, metrics: opts.Metrics, limits: l,
+		name: opts.Name, factory: f, config: cfg, dynamic: dyn, clientset: cs, mapper: mapper, metrics: opts.Metrics, limits: l,
 		inventoryNamespace: opts.InventoryNamespace,
 		requests:           make(chan struct{}, opts.ApplyConcurrency), concurrency: opts.ApplyConcurrency,
 	}, nil
 }
 
-// StartCache makes the cluster serve the live state of envs' objects from
-// watches until ctx ends, as the daemon does: a plan at an unchanged
-// revision then costs no request. The watches select objects by their
-// environment label, so they hold these environments' objects and nothing
-// else of the cluster. onChange is called with the environment whose
-// applied object someone changed or deleted.
-func (c *Cluster) StartCache(ctx context.Context, log *slog.Logger, envs []string, onChange func(env string)) {
+// Name is the config's name of the cluster; DefaultClusterName for the
+// default one.
+func (c *Cluster) Name() string { return c.name }
+
+// named prefixes an error with the cluster's name, unless it is the
+// default cluster, whose errors read as they always did.
+func (c *Cluster) named(err error) error {
+	if err == nil || c.name == DefaultClusterName {
+		return err
+	}
+	return fmt.Errorf("cluster %s: %w", c.name, err)
+}
+
+// StartCache makes the cluster serve the live state of the environments'
+// objects from watches until ctx ends, as the daemon does: a plan at an
+// unchanged revision then costs no request. The watches select objects by
+// their environment label, so they hold these environments' objects and
+// nothing else of the cluster. onChange is called with the environment
+// whose applied object someone changed or deleted.
+func (c *Cluster) StartCache(ctx context.Context, log *slog.Logger, owners []Owner, onChange func(env string)) {
+	envs := make([]string, len(owners))
+	inventories := make(map[string]string, len(owners))
+	for i, o := range owners {
+		envs[i] = o.Environment
+		inventories[o.inventoryName()] = o.Environment
+	}
 	oc := newObjectCache(ctx, c, cacheOptions{
-		log: log, onChange: onChange, selector: environmentSelector(envs), clusterWide: true,
+		log: log, onChange: onChange, inventories: inventories, selector: environmentSelector(envs), clusterWide: true,
 	})
 	c.cache.Store(oc)
 	context.AfterFunc(ctx, func() { c.cache.CompareAndSwap(oc, nil) }) // its watches stop with ctx

@@ -20,11 +20,16 @@ type DaemonOptions struct {
 	Config   *config.Config
 	Sources  map[string]source.Source
 	Renderer desiredRenderer
-	Cluster  clusterClient
-	Metrics  *Metrics
-	// Events, when set, records Kubernetes Events on environments' inventories.
+	// Cluster is the default cluster, of environments that name none.
+	Cluster clusterClient
+	Metrics *Metrics
+	// Events, when set, records Kubernetes Events on the inventories of
+	// the default cluster's environments.
 	Events eventRecorder
-	Logger *slog.Logger
+	// Clusters are the config's clusters, by name; every cluster an
+	// environment names must be here.
+	Clusters map[string]Target
+	Logger   *slog.Logger
 	// Concurrency bounds how many environments reconcile at once.
 	Concurrency int
 	// Promoter, when set, runs the automatic promotion of environments
@@ -35,14 +40,26 @@ type DaemonOptions struct {
 // The daemon's seams: what it needs of the parts it drives, so that its
 // decisions can be tested with hand-written fakes (fakes_test.go).
 
+// DefaultClusterName names the default cluster (--kubeconfig and
+// --context, or in-cluster) in status and metrics; no cluster of a config
+// may be called so.
+const DefaultClusterName = config.DefaultClusterName
+
+// Target is a cluster environments apply to.
+type Target struct {
+	Client clusterClient
+	// Events, when set, records Events on the inventories there.
+	Events eventRecorder
+}
+
 // clusterClient plans and applies environments on a cluster.
 type clusterClient interface {
 	Plan(ctx context.Context, desired *Desired, opts PlanOptions) (*Plan, error)
 	Apply(ctx context.Context, plan *Plan, opts ApplyOptions) (*Outcome, error)
-	// StartCache serves the live state of envs' objects from watches until
-	// ctx ends, and calls onChange with the environment of an object
-	// someone changed.
-	StartCache(ctx context.Context, log *slog.Logger, envs []string, onChange func(env string))
+	// StartCache serves the live state of the environments' objects from
+	// watches until ctx ends, and calls onChange with the environment of
+	// an object someone changed.
+	StartCache(ctx context.Context, log *slog.Logger, owners []Owner, onChange func(env string))
 }
 
 var _ clusterClient = (*Cluster)(nil)
@@ -102,6 +119,8 @@ type Daemon struct {
 // envLoop is one environment's loop and what it remembers between runs.
 type envLoop struct {
 	env     *config.Environment
+	owner   Owner
+	target  Target
 	trigger chan struct{}
 
 	applied   string    // revision applied and healthy
@@ -123,13 +142,30 @@ func NewDaemon(opts DaemonOptions) *Daemon {
 		status: map[string]*EnvStatus{}, suspect: map[string]bool{}}
 	for i := range opts.Config.Environments {
 		env := &opts.Config.Environments[i]
-		d.status[env.Name] = &EnvStatus{Name: env.Name, Status: StatusProgressing}
-		d.envs[env.Name] = &envLoop{env: env, trigger: make(chan struct{}, 1)}
+		d.status[env.Name] = &EnvStatus{Name: env.Name, Cluster: clusterName(env.Cluster), Status: StatusProgressing}
+		d.envs[env.Name] = &envLoop{env: env, owner: OwnerOf(opts.Config, env), target: d.target(env.Cluster), trigger: make(chan struct{}, 1)}
 	}
 	for name, src := range opts.Sources {
 		d.sources[name] = newSourceLoop(name, src)
 	}
 	return d
+}
+
+// target is the cluster called name; "" is the default cluster.
+func (d *Daemon) target(name string) Target {
+	if name == "" {
+		return Target{Client: d.opts.Cluster, Events: d.opts.Events}
+	}
+	return d.opts.Clusters[name]
+}
+
+// clusterName is the name status and metrics give the cluster of an
+// environment.
+func clusterName(name string) string {
+	if name == "" {
+		return DefaultClusterName
+	}
+	return name
 }
 
 // Standby marks a replica that waits for leadership as ready: it can take
@@ -162,8 +198,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.mu.Lock()
 	d.standby = false
 	d.mu.Unlock()
-	if d.opts.Cluster != nil {
-		d.opts.Cluster.StartCache(ctx, d.log, slices.Sorted(maps.Keys(d.envs)), d.suspectDrift)
+	for _, name := range slices.Sorted(maps.Keys(d.clusters())) {
+		owners := d.clusters()[name]
+		if t := d.target(name); t.Client != nil {
+			t.Client.StartCache(ctx, d.log.With("cluster", clusterName(name)), owners, d.suspectDrift)
+		}
 	}
 	var wg sync.WaitGroup
 	for _, s := range d.sources {
@@ -184,6 +223,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.mu.Unlock()
 	wg.Wait()
 	return nil
+}
+
+// clusters lists the environments of each cluster, by the config's name of
+// it.
+func (d *Daemon) clusters() map[string][]Owner {
+	out := map[string][]Owner{}
+	for _, name := range slices.Sorted(maps.Keys(d.envs)) {
+		e := d.envs[name]
+		out[e.env.Cluster] = append(out[e.env.Cluster], e.owner)
+	}
+	return out
 }
 
 // runEnv is an environment's loop: it reconciles once the source has been

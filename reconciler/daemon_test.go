@@ -70,7 +70,7 @@ environments:
 		return strings.HasSuffix(r.URL.Path, "/namespaces/d-heal") || strings.Contains(r.URL.Path, "/namespaces/d-heal/")
 	}}
 	cluster := connect(t, healWrites)
-	events := cluster.NewEvents()
+	events := cluster.NewEvents(config.DefaultName)
 	defer events.Stop()
 	d := NewDaemon(DaemonOptions{
 		Config: cfg, Sources: sources, Renderer: NewRenderer(cfg, sources, nil, log),
@@ -211,7 +211,7 @@ environments:
 		`trueup_reconcile_total{environment="d-broken",result="failure"}`,
 		`trueup_source_fetch_total{result="success",source="deploy"}`,
 		`trueup_reconcile_duration_seconds_bucket{environment="d-heal",phase="diff"`,
-		`trueup_environment_info{branch="main",environment="d-heal",path="envs/d-heal",revision="`,
+		`trueup_environment_info{branch="main",cluster="default",environment="d-heal",path="envs/d-heal",revision="`,
 		`trueup_managed_objects{environment="d-heal"} 2`,
 	} {
 		if !strings.Contains(metrics(), want) {
@@ -695,7 +695,7 @@ func startDaemon(t *testing.T, config string, w *writes) (*Daemon, *prometheus.R
 	reg := prometheus.NewRegistry()
 	metrics := NewMetrics(reg)
 	cluster := connectWith(t, w, ClusterOptions{Metrics: metrics})
-	events := cluster.NewEvents()
+	events := cluster.NewEvents(cfg.Name)
 	t.Cleanup(events.Stop)
 	d := NewDaemon(DaemonOptions{Config: cfg, Sources: sources, Renderer: NewRenderer(cfg, sources, nil, log),
 		Cluster: cluster, Metrics: metrics, Events: events, Logger: log, Concurrency: 2})

@@ -23,8 +23,11 @@ import (
 // one exact revision of its source.
 type Desired struct {
 	Environment string
-	Revision    source.Revision
-	Objects     []*unstructured.Unstructured
+	// Owner is whose inventory the objects go into; a zero Owner is the
+	// environment of the default instance.
+	Owner    Owner
+	Revision source.Revision
+	Objects  []*unstructured.Unstructured
 	// Decrypt is the time spent decrypting SOPS files, a part of the
 	// render; zero when the render was reused or nothing was encrypted.
 	Decrypt time.Duration
@@ -126,6 +129,15 @@ func (r *Renderer) RenderAt(ctx context.Context, envName string, rev source.Revi
 	if err != nil {
 		return nil, err
 	}
+	desired, err := r.renderAt(ctx, env, rev)
+	if err != nil {
+		return nil, err
+	}
+	desired.Owner = OwnerOf(r.cfg, env)
+	return desired, nil
+}
+
+func (r *Renderer) renderAt(ctx context.Context, env *config.Environment, rev source.Revision) (*Desired, error) {
 	log := r.log.With("env", env.Name, "source", env.Source)
 	r.mu.Lock()
 	last := r.cache[env.Name]

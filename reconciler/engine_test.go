@@ -267,7 +267,7 @@ func TestCutOffApplyPrunesNothing(t *testing.T) {
 	if _, err := cs.CoreV1().ConfigMaps("cut-env").Get(ctx, "cm-03", metav1.GetOptions{}); err != nil {
 		t.Fatalf("cm-03 was pruned by an apply that failed: %v", err)
 	}
-	inv, err := connect(t, nil).readInventory(ctx, "cut-env")
+	inv, err := connect(t, nil).readInventory(ctx, Owner{}.withDefaults("cut-env"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,7 +377,7 @@ func TestPruneSparesObjectsNeverApplied(t *testing.T) {
 	if _, err := cs.CoreV1().ConfigMaps("spare-env").Create(ctx, hand, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	inv, err := c.readInventory(ctx, "spare-env")
+	inv, err := c.readInventory(ctx, Owner{}.withDefaults("spare-env"))
 	if err != nil {
 		t.Fatal(err)
 	}

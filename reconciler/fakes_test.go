@@ -52,7 +52,7 @@ func (f *fakeCluster) Apply(_ context.Context, p *Plan, opts ApplyOptions) (*Out
 	return out, nil
 }
 
-func (f *fakeCluster) StartCache(context.Context, *slog.Logger, []string, func(string)) {}
+func (f *fakeCluster) StartCache(context.Context, *slog.Logger, []Owner, func(string)) {}
 
 // fakeRenderer renders every environment at revision, or fails.
 type fakeRenderer struct {

@@ -18,6 +18,8 @@ import (
 	"sigs.k8s.io/cli-utils/pkg/common"
 	"sigs.k8s.io/cli-utils/pkg/inventory"
 	"sigs.k8s.io/cli-utils/pkg/object"
+
+	"github.com/trueup-dev/trueup/config"
 )
 
 // Annotations on an environment's inventory that record its last apply.
@@ -43,6 +45,10 @@ type record struct {
 // inventoryState is an environment's inventory as read from the cluster.
 type inventoryState struct {
 	env string
+	// owner is the environment the inventory is read for; name is the
+	// ConfigMap's.
+	owner Owner
+	name  string
 	// cm is the ConfigMap as read; nil when the environment was never
 	// applied.
 	cm      *corev1.ConfigMap
@@ -58,30 +64,29 @@ func (s *inventoryState) ids() object.ObjMetadataSet {
 	return ids
 }
 
-// inventoryName names an environment's inventory ConfigMap; its id is
-// derived from the environment name alone, so it is stable across runs,
+// inventoryInfo is the inventory called name as cli-utils names it, for
+// the owning-inventory annotation. Its id, the name, is derived from the
+// instance and the environment alone, so it is stable across runs,
 // machines and renames of anything else.
-func inventoryName(env string) string { return "trueup-" + env }
-
-// inventoryInfo is the inventory as cli-utils names it, for the
-// owning-inventory annotation.
-func (c *Cluster) inventoryInfo(env string) inventory.Info {
+func (c *Cluster) inventoryInfo(name string) inventory.Info {
 	cm := &unstructured.Unstructured{}
 	cm.SetAPIVersion("v1")
 	cm.SetKind("ConfigMap")
-	cm.SetName(inventoryName(env))
+	cm.SetName(name)
 	cm.SetNamespace(c.inventoryNamespace)
-	cm.SetLabels(map[string]string{common.InventoryLabel: inventoryName(env)})
+	cm.SetLabels(map[string]string{common.InventoryLabel: name})
 	return inventory.WrapInventoryInfoObj(cm)
 }
 
 // readInventory reads an environment's inventory: from the daemon's watch
-// when it has an up-to-date copy, else with one GET.
-func (c *Cluster) readInventory(ctx context.Context, env string) (*inventoryState, error) {
-	cm, ok := c.watches().inventory(env)
+// when it has an up-to-date copy, else with one GET. An inventory another
+// environment owns is an *OwnerError.
+func (c *Cluster) readInventory(ctx context.Context, owner Owner) (*inventoryState, error) {
+	env, name := owner.Environment, owner.inventoryName()
+	cm, ok := c.watches().inventory(name)
 	if !ok {
 		var err error
-		cm, err = c.clientset.CoreV1().ConfigMaps(c.inventoryNamespace).Get(ctx, inventoryName(env), metav1.GetOptions{})
+		cm, err = c.clientset.CoreV1().ConfigMaps(c.inventoryNamespace).Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			cm, err = nil, nil
 		}
@@ -89,7 +94,10 @@ func (c *Cluster) readInventory(ctx context.Context, env string) (*inventoryStat
 			return nil, fmt.Errorf("read inventory of %s: %w", env, err)
 		}
 	}
-	st := &inventoryState{env: env, cm: cm, records: map[object.ObjMetadata]record{}}
+	st := &inventoryState{env: env, owner: owner, name: name, cm: cm, records: map[object.ObjMetadata]record{}}
+	if err := st.checkOwner(c.inventoryNamespace); err != nil {
+		return nil, err
+	}
 	if cm == nil {
 		return st, nil
 	}
@@ -111,18 +119,19 @@ func (c *Cluster) readInventory(ctx context.Context, env string) (*inventoryStat
 // revision is set, notes it as applied. It replaces the ConfigMap as read,
 // so a concurrent change by someone else fails instead of being lost.
 func (c *Cluster) writeInventory(ctx context.Context, st *inventoryState, records map[object.ObjMetadata]record, revision string) error {
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: inventoryName(st.env), Namespace: c.inventoryNamespace}}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: st.name, Namespace: c.inventoryNamespace}}
 	if st.cm != nil {
 		cm = st.cm.DeepCopy()
 	}
 	if cm.Labels == nil {
 		cm.Labels = map[string]string{}
 	}
-	cm.Labels[common.InventoryLabel] = inventoryName(st.env)
+	cm.Labels[common.InventoryLabel] = st.name
+	if cm.Annotations == nil {
+		cm.Annotations = map[string]string{}
+	}
+	st.owner.annotate(cm.Annotations)
 	if revision != "" {
-		if cm.Annotations == nil {
-			cm.Annotations = map[string]string{}
-		}
 		cm.Annotations[RevisionAnnotation] = revision
 		cm.Annotations[AppliedAtAnnotation] = time.Now().UTC().Format(time.RFC3339)
 	}
@@ -144,7 +153,7 @@ func (c *Cluster) writeInventory(ctx context.Context, st *inventoryState, record
 		return fmt.Errorf("write inventory of %s: %w", st.env, err)
 	}
 	st.cm, st.records = cm, maps.Clone(records)
-	c.watches().wroteInventory(st.env, cm)
+	c.watches().wroteInventory(st.name, cm)
 	return nil
 }
 
@@ -181,29 +190,71 @@ func ownedFields(live *unstructured.Unstructured) string {
 	return ""
 }
 
-// InventoryStatus is what the cluster records about an environment.
-type InventoryStatus struct {
-	Environment string `json:"environment"`
-	Objects     int    `json:"objects"`
-	Revision    string `json:"revision,omitempty"`
-	AppliedAt   string `json:"appliedAt,omitempty"`
+// claimed reports whether the inventory records its owner; one written
+// before instances existed does not, until its next write.
+func (s *inventoryState) claimed() bool {
+	if s.cm == nil {
+		return false
+	}
+	_, ok := recordedOwner(s.cm)
+	return ok
 }
 
-// Inventories lists the environments trueup has applied to this cluster.
+// InventoryStatus is what a cluster records about an environment.
+type InventoryStatus struct {
+	Environment string `json:"environment"`
+	Instance    string `json:"instance"`
+	// Cluster is the config's name of the cluster, filled in by callers
+	// that read several.
+	Cluster   string `json:"cluster,omitempty"`
+	Source    string `json:"source,omitempty"`
+	Path      string `json:"path,omitempty"`
+	Objects   int    `json:"objects"`
+	Revision  string `json:"revision,omitempty"`
+	AppliedAt string `json:"appliedAt,omitempty"`
+}
+
+func inventoryStatus(cm *corev1.ConfigMap) (InventoryStatus, bool) {
+	o, ok := recordedOwner(cm)
+	if !ok {
+		// Written before instances: the default instance's, trueup-ENV.
+		env, legacy := strings.CutPrefix(cm.Name, config.DefaultName+"-")
+		if !legacy {
+			return InventoryStatus{}, false // another tool's inventory
+		}
+		o = Owner{Instance: config.DefaultName, Environment: env}
+	}
+	return InventoryStatus{Environment: o.Environment, Instance: o.Instance, Source: o.Source, Path: o.Path,
+		Objects: len(cm.Data), Revision: cm.Annotations[RevisionAnnotation], AppliedAt: cm.Annotations[AppliedAtAnnotation]}, true
+}
+
+// Inventories lists the environments of every instance trueup has applied
+// to this cluster, by instance and environment.
 func (c *Cluster) Inventories(ctx context.Context) ([]InventoryStatus, error) {
 	list, err := c.clientset.CoreV1().ConfigMaps(c.inventoryNamespace).List(ctx, metav1.ListOptions{LabelSelector: common.InventoryLabel})
 	if err != nil {
 		return nil, fmt.Errorf("list inventories in %s: %w", c.inventoryNamespace, err)
 	}
 	var out []InventoryStatus
-	for _, cm := range list.Items {
-		env, ok := strings.CutPrefix(cm.Labels[common.InventoryLabel], "trueup-")
-		if !ok {
-			continue // another tool's inventory
+	for i := range list.Items {
+		if st, ok := inventoryStatus(&list.Items[i]); ok {
+			out = append(out, st)
 		}
-		out = append(out, InventoryStatus{Environment: env, Objects: len(cm.Data),
-			Revision: cm.Annotations[RevisionAnnotation], AppliedAt: cm.Annotations[AppliedAtAnnotation]})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Environment < out[j].Environment })
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Instance < out[j].Instance || out[i].Instance == out[j].Instance && out[i].Environment < out[j].Environment
+	})
 	return out, nil
+}
+
+// Inventory reads what the cluster records about one environment: nil when
+// it was never applied there, an *OwnerError when its inventory is another
+// environment's.
+func (c *Cluster) Inventory(ctx context.Context, owner Owner) (*InventoryStatus, error) {
+	st, err := c.readInventory(ctx, owner)
+	if err != nil || st.cm == nil {
+		return nil, err
+	}
+	s, _ := inventoryStatus(st.cm)
+	return &s, nil
 }

@@ -11,13 +11,18 @@ import (
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/klog/v2"
+
+	"github.com/trueup-dev/trueup/config"
 )
 
 // LeaderOptions tune leader election; the defaults are client-go's usual
 // 15s/10s/2s.
 type LeaderOptions struct {
 	// Identity names this replica in the Lease (e.g. the Pod name).
-	Identity      string
+	Identity string
+	// Instance is the config's name: the replicas of one instance compete
+	// for its Lease, NAME-leader.
+	Instance      string
 	LeaseDuration time.Duration
 	RenewDeadline time.Duration
 	RetryPeriod   time.Duration
@@ -25,8 +30,17 @@ type LeaderOptions struct {
 }
 
 // LeaseName is the coordination.k8s.io Lease, in the inventory namespace,
-// that replicas of the daemon compete for.
+// that replicas of the default instance compete for; an instance of
+// another name uses NAME-leader.
 const LeaseName = "trueup-leader"
+
+// leaseName is the Lease of the instance's replicas.
+func leaseName(instance string) string {
+	if instance == "" {
+		instance = config.DefaultName
+	}
+	return instance + "-leader"
+}
 
 // RunAsLeader calls run once this replica holds the Lease, and returns when
 // ctx ends or leadership is lost; run's context ends at that moment, so a
@@ -42,8 +56,9 @@ func (c *Cluster) RunAsLeader(ctx context.Context, opts LeaderOptions, run func(
 	if err := c.ensureInventoryNamespace(ctx); err != nil {
 		return err
 	}
+	lease := leaseName(opts.Instance)
 	lock := &resourcelock.LeaseLock{
-		LeaseMeta:  metav1.ObjectMeta{Name: LeaseName, Namespace: c.inventoryNamespace},
+		LeaseMeta:  metav1.ObjectMeta{Name: lease, Namespace: c.inventoryNamespace},
 		Client:     c.clientset.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: opts.Identity},
 	}
@@ -53,7 +68,7 @@ func (c *Cluster) RunAsLeader(ctx context.Context, opts LeaderOptions, run func(
 		RenewDeadline:   opts.RenewDeadline,
 		RetryPeriod:     opts.RetryPeriod,
 		ReleaseOnCancel: true,
-		Name:            LeaseName,
+		Name:            lease,
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(ctx context.Context) {
 				opts.Logger.Info("became leader", "identity", opts.Identity)
@@ -76,7 +91,7 @@ func (c *Cluster) RunAsLeader(ctx context.Context, opts LeaderOptions, run func(
 	if ctx.Err() == nil {
 		// Leadership was lost without being asked to stop: exit, and let the
 		// Pod restart and rejoin the election with a clean slate.
-		return fmt.Errorf("leader election: lost the lease %s/%s", c.inventoryNamespace, LeaseName)
+		return fmt.Errorf("leader election: lost the lease %s/%s", c.inventoryNamespace, lease)
 	}
 	return nil
 }

@@ -35,9 +35,9 @@ type Metrics struct {
 	webhookRequests   *prometheus.CounterVec
 	promotions        *prometheus.CounterVec
 	leader            prometheus.Gauge
-	rateLimiterWait   prometheus.Counter
-	throttled         prometheus.Counter
-	watches           prometheus.Gauge
+	rateLimiterWait   *prometheus.CounterVec
+	throttled         *prometheus.CounterVec
+	watches           *prometheus.GaugeVec
 }
 
 // NewMetrics creates the metrics and registers them on reg.
@@ -45,7 +45,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		envInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "trueup_environment_info", Help: "Always 1; labels describe the environment and the revision it is at.",
-		}, []string{"environment", "source", "branch", "path", "revision"}),
+		}, []string{"environment", "cluster", "source", "branch", "path", "revision"}),
 		syncStatus: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "trueup_sync_status", Help: "1 for the environment's current sync status, 0 for the others.",
 		}, []string{"environment", "status"}),
@@ -87,16 +87,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "trueup_leader", Help: "1 on the replica that reconciles (the Lease holder, or the only replica without --leader-elect), 0 on followers.",
 		}),
-		rateLimiterWait: prometheus.NewCounter(prometheus.CounterOpts{
+		rateLimiterWait: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "trueup_client_rate_limiter_wait_seconds_total",
 			Help: "Time requests to the API server waited on trueup's client-side rate limiter; it stays 0 when the server has API Priority and Fairness, which turns the limiter off.",
-		}),
-		throttled: prometheus.NewCounter(prometheus.CounterOpts{
+		}, []string{"cluster"}),
+		throttled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "trueup_api_throttled_total", Help: "Answers 429 Too Many Requests from the API server (Priority and Fairness or max-in-flight limits); client-go retries them.",
-		}),
-		watches: prometheus.NewGauge(prometheus.GaugeOpts{
+		}, []string{"cluster"}),
+		watches: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "trueup_watches", Help: "Watches the daemon holds on the API server: one per resource type it applies (per namespace where RBAC narrows it), and one of the inventories.",
-		}),
+		}, []string{"cluster"}),
 	}
 	reg.MustRegister(m.rateLimiterWait, m.throttled, m.watches, m.webhookRequests, m.promotions, m.leader, m.envInfo, m.syncStatus, m.driftObjects, m.driftDetected, m.managedObjects, m.objectsApplied,
 		m.reconcileTotal, m.reconcileDuration, m.lastSync, m.fetchTotal, m.fetchDuration)
@@ -112,23 +112,33 @@ func (m *Metrics) SetLeader(leading bool) {
 	m.leader.Set(v)
 }
 
-// The client metrics are observed by a Cluster, which may have none.
+// The client metrics are observed by a Cluster, which may have none, and
+// labelled with its name.
 
-func (m *Metrics) observeRateLimiterWait(d time.Duration) {
+// addCluster starts the cluster's client series at zero, so that a
+// dashboard shows 0 rather than no data.
+func (m *Metrics) addCluster(cluster string) {
+	if m != nil {
+		m.rateLimiterWait.WithLabelValues(cluster)
+		m.throttled.WithLabelValues(cluster)
+	}
+}
+
+func (m *Metrics) observeRateLimiterWait(cluster string, d time.Duration) {
 	if m != nil && d > 0 {
-		m.rateLimiterWait.Add(d.Seconds())
+		m.rateLimiterWait.WithLabelValues(cluster).Add(d.Seconds())
 	}
 }
 
-func (m *Metrics) observeThrottled() {
+func (m *Metrics) observeThrottled(cluster string) {
 	if m != nil {
-		m.throttled.Inc()
+		m.throttled.WithLabelValues(cluster).Inc()
 	}
 }
 
-func (m *Metrics) setWatches(n int) {
+func (m *Metrics) setWatches(cluster string, n int) {
 	if m != nil {
-		m.watches.Set(float64(n))
+		m.watches.WithLabelValues(cluster).Set(float64(n))
 	}
 }
 

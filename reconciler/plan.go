@@ -155,17 +155,22 @@ func (e *ObjectError) Unwrap() error { return e.Err }
 // Any object that would fail fails the plan, naming each such object, so
 // that an apply writes nothing unless everything can be applied.
 func (c *Cluster) Plan(ctx context.Context, desired *Desired, opts PlanOptions) (*Plan, error) {
+	p, err := c.plan(ctx, desired, opts)
+	return p, c.named(err)
+}
+
+func (c *Cluster) plan(ctx context.Context, desired *Desired, opts PlanOptions) (*Plan, error) {
 	start := time.Now()
 	env := desired.Environment
-	inv, err := c.readInventory(ctx, env)
+	inv, err := c.readInventory(ctx, desired.Owner.withDefaults(env))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("plan %s: %w", env, err)
 	}
 	p := &Plan{Environment: env, Revision: desired.Revision.Commit, Inventory: len(inv.records), inventory: inv,
 		objects: map[object.ObjMetadata]*unstructured.Unstructured{}, fingerprints: map[object.ObjMetadata]string{},
 		refreshed: map[object.ObjMetadata]record{}, deferred: map[object.ObjMetadata]bool{}, force: opts.ForceConflicts,
 		showDiff: opts.Diff}
-	info := c.inventoryInfo(env)
+	info := c.inventoryInfo(inv.name)
 	var prepared object.UnstructuredSet
 	var order object.ObjMetadataSet
 	for _, o := range desired.Objects {
@@ -247,9 +252,10 @@ func (p *Plan) unchanged(id object.ObjMetadata) bool {
 // known unchanged, and fails with every object that would fail.
 func (c *Cluster) validate(ctx context.Context, p *Plan, order object.ObjMetadataSet, force bool) error {
 	crdKinds := crdKindsOf(p.objects)
-	own := inventoryName(p.Environment)
+	own := p.inventory.name
 	var check []object.ObjMetadata
 	var failures []error
+	owners := map[string]string{} // another inventory's name: its owner
 	for _, id := range order {
 		live := p.live.objects[id]
 		switch {
@@ -258,7 +264,11 @@ func (c *Cluster) validate(ctx context.Context, p *Plan, order object.ObjMetadat
 		case p.live.unmapped[id] != nil:
 			p.deferValidation(id, "its CRD is created by this apply; validated once the CRD is established")
 		case live != nil && owner(live) != "" && owner(live) != own:
-			failures = append(failures, &ObjectError{idString(id), fmt.Errorf("owned by another inventory (%s); trueup never takes over another environment's objects", owner(live))})
+			other := owner(live)
+			if owners[other] == "" {
+				owners[other] = c.describeInventory(ctx, other)
+			}
+			failures = append(failures, &ObjectError{idString(id), fmt.Errorf("owned by %s; trueup never takes over another environment's objects", owners[other])})
 		case p.unchanged(id):
 		default:
 			check = append(check, id)
@@ -395,7 +405,7 @@ func (p *Plan) creates(gk schema.GroupKind, name string) bool {
 // them. An object the inventory lists that never got it (an apply that
 // stopped before reaching it) is someone else's, and is never deleted.
 func (p *Plan) planPrunes(order object.ObjMetadataSet) {
-	own := inventoryName(p.Environment)
+	own := p.inventory.name
 	for _, id := range p.inventory.ids().Diff(order) {
 		live := p.live.objects[id]
 		if live == nil || keep(live) || owner(live) != own {

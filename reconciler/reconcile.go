@@ -131,7 +131,7 @@ func (d *Daemon) upToDate(r *run) bool {
 // says, as Flux's controller does: fields someone took over with kubectl
 // edit or scale are drift, not conflicts.
 func (d *Daemon) plan(ctx context.Context, r *run) error {
-	plan, err := d.opts.Cluster.Plan(ctx, r.desired, PlanOptions{Prune: r.env.Prune, ForceConflicts: true})
+	plan, err := r.e.target.Client.Plan(ctx, r.desired, PlanOptions{Prune: r.env.Prune, ForceConflicts: true})
 	if err != nil {
 		return err
 	}
@@ -154,7 +154,7 @@ func (d *Daemon) reportDrift(r *run) {
 // is not healthy fails the reconcile.
 func (d *Daemon) apply(ctx context.Context, r *run) (*Outcome, error) {
 	env := r.env
-	out, err := d.opts.Cluster.Apply(ctx, r.plan, ApplyOptions{
+	out, err := r.e.target.Client.Apply(ctx, r.plan, ApplyOptions{
 		Prune: env.Prune, Wait: env.Wait, Timeout: env.Timeout, ForceConflicts: true,
 		MaxPrunePercent: env.MaxPrunePercent, AllowMassPrune: env.AllowMassPrune,
 	})
@@ -190,7 +190,7 @@ func (d *Daemon) recordSynced(ctx context.Context, r *run, out *Outcome) {
 	m := d.opts.Metrics
 	m.lastSync.WithLabelValues(name).Set(float64(now.Unix()))
 	m.envInfo.DeletePartialMatch(prometheus.Labels{"environment": name})
-	m.envInfo.WithLabelValues(name, r.env.Source, r.env.Branch, r.env.Path, rev).Set(1)
+	m.envInfo.WithLabelValues(name, clusterName(r.env.Cluster), r.env.Source, r.env.Branch, r.env.Path, rev).Set(1)
 	if r.drifted {
 		d.recordDrift(name, nil, false) // healed
 	}
@@ -221,8 +221,8 @@ func (d *Daemon) recordFailure(r *run, err error) {
 }
 
 func (d *Daemon) event(env, eventType, reason, format string, args ...any) {
-	if d.opts.Events != nil {
-		d.opts.Events.Eventf(env, eventType, reason, format, args...)
+	if e := d.envs[env]; e != nil && e.target.Events != nil {
+		e.target.Events.Eventf(env, eventType, reason, format, args...)
 	}
 }
 

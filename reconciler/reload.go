@@ -87,6 +87,13 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			if bytes.Equal(nextDigest, digest) {
 				continue
 			}
+			if next.Name != cfg.Name {
+				// The instance names the Lease and the Events, and every
+				// environment would start a new inventory beside the old.
+				s.log.Error("config change rejected; the previous config keeps running",
+					"err", fmt.Sprintf("name: changed from %q to %q; a new name takes a restart of trueup (see the README on renaming an instance)", cfg.Name, next.Name))
+				continue
+			}
 			// Built before the running daemon stops: a config that loads
 			// but cannot be wired (a key file gone bad) changes nothing.
 			opts, err := s.build(next)

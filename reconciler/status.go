@@ -15,6 +15,9 @@ import (
 // EnvStatus is what the daemon reports about one environment.
 type EnvStatus struct {
 	Name string `json:"name"`
+	// Cluster is the config's name of the cluster the environment applies
+	// to; "default" for the default cluster.
+	Cluster string `json:"cluster"`
 	// Revision is the commit last applied successfully.
 	Revision string `json:"revision,omitempty"`
 	// Status is synced, out_of_sync, progressing or failed.

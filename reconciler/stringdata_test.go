@@ -424,7 +424,7 @@ func TestPrepareFoldsStringData(t *testing.T) {
 				"stringData": map[string]any{"k": "v"}}, unchanged,
 		},
 	}
-	info := (&Cluster{inventoryNamespace: DefaultInventoryNamespace}).inventoryInfo("env")
+	info := (&Cluster{inventoryNamespace: DefaultInventoryNamespace}).inventoryInfo("trueup-env")
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			rendered := &unstructured.Unstructured{Object: tc.in}

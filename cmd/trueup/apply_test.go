@@ -299,7 +299,7 @@ func TestFailuresLeaveTheClusterUntouched(t *testing.T) {
 		files["envs/untouched/kustomization.yaml"] = strings.Replace(files["envs/untouched/kustomization.yaml"], " y.yaml,", " y.yaml, z.yaml,", 1)
 		files["envs/untouched/z.yaml"] = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: z}\ndata: {k: ours}\n"
 		e.srv.Commit("deploy", "main", sourcetest.Change{Files: files})
-		check(t, "plan untouched", "ConfigMap/untouched/z", "owned by another inventory (trueup-other)")
+		check(t, "plan untouched", "ConfigMap/untouched/z", "owned by inventory trueup-system/trueup-other")
 		e.srv.Commit("deploy", "main", sourcetest.Change{Files: overlayFiles("untouched", "1")})
 	})
 	t.Run("wrong SOPS key", func(t *testing.T) {

@@ -223,3 +223,21 @@ environments: [{name: staging, source: deploy}]
 		}
 	}
 }
+
+// TestMultiClusterExample renders the example of staging and production on
+// clusters of their own, and shows that without a cluster's kubeconfig file
+// a command stops with the cluster and the file named, rather than falling
+// back to another cluster.
+func TestMultiClusterExample(t *testing.T) {
+	cfg := filepath.Join(examples, "multi-cluster", "trueup.yaml")
+	for _, env := range []string{"staging", "production"} {
+		out, errOut, code := run(t, "build", env, "--config", cfg, "--repo", examples)
+		if code != 0 || !strings.Contains(out, "namespace: shop-"+env) {
+			t.Errorf("build %s: exit %d: %s", env, code, errOut)
+		}
+	}
+	_, errOut, code := run(t, "diff", "staging", "--config", cfg, "--repo", examples)
+	if code != 2 || !strings.Contains(errOut, "cluster staging: kubeconfigFile: ") || !strings.Contains(errOut, "clusters/staging.kubeconfig") {
+		t.Errorf("diff without the cluster's kubeconfig: exit %d: %s", code, errOut)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/trueup-dev/trueup/promote"
+	"github.com/trueup-dev/trueup/reconciler"
 	"github.com/trueup-dev/trueup/source"
 )
 
@@ -174,17 +175,16 @@ func (o *promoteOptions) appliedRevision(ctx context.Context, w *wiring, envName
 	if err != nil {
 		return source.Revision{}, err
 	}
-	cluster, err := o.cluster.connect(nil)
+	cluster, err := o.cluster.connectEnv(w.cfg, env)
 	if err != nil {
 		return source.Revision{}, err
 	}
-	inv, err := cluster.Inventories(ctx)
+	inv, err := cluster.Inventory(ctx, reconciler.OwnerOf(w.cfg, env))
 	if err != nil {
-		return source.Revision{}, err
+		return source.Revision{}, fmt.Errorf("--applied: cluster %s: %w", cluster.Name(), err)
 	}
-	inv = filterInventories(inv, envName)
-	if len(inv) == 0 || inv[0].Revision == "" {
-		return source.Revision{}, fmt.Errorf("--applied: the cluster records no applied revision of %s", envName)
+	if inv == nil || inv.Revision == "" {
+		return source.Revision{}, fmt.Errorf("--applied: cluster %s records no applied revision of %s", cluster.Name(), envName)
 	}
 	src, ok := w.sources[env.Source].(revisionReader)
 	if !ok {
@@ -193,5 +193,5 @@ func (o *promoteOptions) appliedRevision(ctx context.Context, w *wiring, envName
 	if err := w.sources[env.Source].Fetch(ctx); err != nil {
 		return source.Revision{}, err
 	}
-	return src.RevisionAt(ctx, inv[0].Revision)
+	return src.RevisionAt(ctx, inv.Revision)
 }

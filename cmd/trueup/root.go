@@ -84,7 +84,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newRunCmd(g),
 		newSetImageCmd(g),
 		newPromoteCmd(g),
-		newStatusCmd(),
+		newStatusCmd(g),
 		newVersionCmd(),
 	)
 	return root

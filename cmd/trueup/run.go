@@ -65,7 +65,7 @@ func (o *runOptions) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.WebhookAddr, "webhook-addr", ":9292", "address for push webhooks (/hooks/github, /hooks/gitlab, /hooks/generic); the only one to expose publicly")
 	fs.StringVar(&o.WebhookSecretFile, "webhook-secret-file", "", "file holding the webhook secret (HMAC key, or GitLab token); without it webhooks are off")
 	fs.IntVar(&o.Concurrency, "concurrency", 4, "how many environments reconcile at the same time")
-	fs.BoolVar(&o.LeaderElect, "leader-elect", false, "run as one of several replicas: only the holder of the Lease "+reconciler.LeaseName+" in --inventory-namespace reconciles")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", false, "run as one of several replicas: only the holder of the Lease "+reconciler.LeaseName+" (NAME-leader for a config of another name) in --inventory-namespace of the default cluster reconciles")
 	fs.DurationVar(&o.Lease.LeaseDuration, "leader-elect-lease-duration", 15*time.Second, "how long followers wait before taking over from a leader that stopped renewing")
 	fs.DurationVar(&o.Lease.RenewDeadline, "leader-elect-renew-deadline", 10*time.Second, "how long the leader tries to renew before it gives up leading")
 	fs.DurationVar(&o.Lease.RetryPeriod, "leader-elect-retry-period", 2*time.Second, "how often replicas try to acquire or renew the Lease")
@@ -130,7 +130,8 @@ invalid change is logged and the running config kept. Serves Prometheus metrics,
 			}
 			// Fail fast on a bad config at start; later changes are checked by
 			// the supervisor, which keeps the running config when one is bad.
-			if _, err := config.Load(g.ConfigPath); err != nil {
+			first, err := config.Load(g.ConfigPath)
+			if err != nil {
 				return err
 			}
 			reg := prometheus.NewRegistry()
@@ -140,15 +141,23 @@ invalid change is logged and the running config kept. Serves Prometheus metrics,
 			if err != nil {
 				return err
 			}
-			events := cluster.NewEvents()
+			// The instance's name is fixed while the daemon runs: a reload
+			// that changes it is refused.
+			events := cluster.NewEvents(first.Name)
 			defer events.Stop()
+			pool := newClusterPool(&o.clusterOptions, metrics, first.Name)
+			defer pool.stop()
 			d := reconciler.NewSupervisor(g.ConfigPath, func(cfg *config.Config) (reconciler.DaemonOptions, error) {
 				w, err := g.wireConfig(cfg, log, o.CacheDir)
 				if err != nil {
 					return reconciler.DaemonOptions{}, err
 				}
+				clusters, err := pool.targetsOf(cfg)
+				if err != nil {
+					return reconciler.DaemonOptions{}, err
+				}
 				return reconciler.DaemonOptions{
-					Config: cfg, Sources: w.sources, Renderer: w.renderer, Cluster: cluster,
+					Config: cfg, Sources: w.sources, Renderer: w.renderer, Cluster: cluster, Clusters: clusters,
 					Metrics: metrics, Events: events, Logger: log, Concurrency: o.Concurrency,
 					Promoter: promote.New(promote.Options{Config: cfg, Sources: w.sources}),
 				}, nil
@@ -172,7 +181,7 @@ invalid change is logged and the running config kept. Serves Prometheus metrics,
 
 			var runErr error
 			if o.LeaderElect {
-				o.Lease.Identity, o.Lease.Logger = identity(), log
+				o.Lease.Identity, o.Lease.Logger, o.Lease.Instance = identity(), log, first.Name
 				d.Standby()
 				metrics.SetLeader(false)
 				runErr = cluster.RunAsLeader(cmd.Context(), o.Lease, func(ctx context.Context) {

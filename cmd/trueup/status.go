@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"strings"
 	"text/tabwriter"
@@ -13,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/trueup-dev/trueup/config"
 	"github.com/trueup-dev/trueup/reconciler"
 	"github.com/trueup-dev/trueup/source"
 )
@@ -29,15 +32,16 @@ func (o *statusOptions) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVarP(&o.Output, "output", "o", "text", "output format: text, json or yaml")
 }
 
-func newStatusCmd() *cobra.Command {
+func newStatusCmd(g *globalOptions) *cobra.Command {
 	o := &statusOptions{}
 	cmd := &cobra.Command{
 		Use:   "status [ENV]",
 		Short: "Show each environment's revision, sync status, drift and last error",
 		Long: `With --server, ask a running daemon: revision, sync status, drift count, last
 sync, next run and last error per environment. Without it, read what the
-cluster records: each environment's inventory, the revision last applied and
-when.`,
+clusters record: each environment's inventory, the revision last applied and
+when — the config's environments, each on its cluster. Without a config file,
+every inventory on the default cluster, of any instance.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.Output != "text" && o.Output != "json" && o.Output != "yaml" {
@@ -56,11 +60,7 @@ when.`,
 				}
 				rows, text = st, func(w io.Writer) { printDaemonStatus(w, st) }
 			} else {
-				cluster, err := o.connect(nil)
-				if err != nil {
-					return err
-				}
-				inv, err := cluster.Inventories(cmd.Context())
+				inv, err := o.inventories(cmd, g)
 				if err != nil {
 					return err
 				}
@@ -82,6 +82,49 @@ when.`,
 	}
 	o.BindFlags(cmd.Flags())
 	return cmd
+}
+
+// inventories reads the inventories of the config's instance on each of
+// its clusters, or without a config file, all of the default cluster's.
+func (o *statusOptions) inventories(cmd *cobra.Command, g *globalOptions) ([]reconciler.InventoryStatus, error) {
+	cfg, err := config.Load(g.ConfigPath)
+	if errors.Is(err, fs.ErrNotExist) && !cmd.Flags().Changed("config") {
+		cfg, err = nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	clusters := []*config.Cluster{nil}
+	if cfg != nil {
+		for i := range cfg.Clusters {
+			clusters = append(clusters, &cfg.Clusters[i])
+		}
+	}
+	var out []reconciler.InventoryStatus
+	for _, cl := range clusters {
+		c, err := o.connectTo(cl, nil)
+		if err != nil {
+			return nil, err
+		}
+		inv, err := c.Inventories(cmd.Context())
+		if err != nil {
+			return nil, fmt.Errorf("cluster %s: %w", c.Name(), err)
+		}
+		for _, i := range inv {
+			if cfg == nil || ofConfig(cfg, cl, i) {
+				i.Cluster = c.Name()
+				out = append(out, i)
+			}
+		}
+	}
+	return out, nil
+}
+
+// ofConfig reports whether an inventory on cluster cl (nil: the default
+// one) is of an environment of cfg that applies there.
+func ofConfig(cfg *config.Config, cl *config.Cluster, i reconciler.InventoryStatus) bool {
+	env, err := cfg.Environment(i.Environment)
+	return err == nil && i.Instance == cfg.Name && (cl == nil && env.Cluster == "" || cl != nil && env.Cluster == cl.Name)
 }
 
 func daemonStatus(ctx context.Context, server, env string) ([]reconciler.EnvStatus, error) {
@@ -120,7 +163,7 @@ func daemonStatus(ctx context.Context, server, env string) ([]reconciler.EnvStat
 
 func printDaemonStatus(w io.Writer, st []reconciler.EnvStatus) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ENVIRONMENT\tREVISION\tSTATUS\tDRIFT\tLAST SYNC\tNEXT RUN\tLAST ERROR")
+	fmt.Fprintln(tw, "ENVIRONMENT\tCLUSTER\tREVISION\tSTATUS\tDRIFT\tLAST SYNC\tNEXT RUN\tLAST ERROR")
 	for _, s := range st {
 		last := "never"
 		if s.LastSync != nil {
@@ -130,7 +173,7 @@ func printDaemonStatus(w io.Writer, st []reconciler.EnvStatus) {
 		if !s.NextRun.IsZero() {
 			next = "in " + time.Until(s.NextRun).Round(time.Second).String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.Name, source.ShortCommit(s.Revision), s.Status, s.DriftCount, last, next, s.LastError)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.Name, s.Cluster, source.ShortCommit(s.Revision), s.Status, s.DriftCount, last, next, s.LastError)
 	}
 	tw.Flush()
 }
@@ -146,13 +189,13 @@ func filterInventories(inv []reconciler.InventoryStatus, env string) []reconcile
 
 func printInventories(w io.Writer, inv []reconciler.InventoryStatus) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ENVIRONMENT\tOBJECTS\tREVISION\tAPPLIED")
+	fmt.Fprintln(tw, "ENVIRONMENT\tCLUSTER\tINSTANCE\tOBJECTS\tREVISION\tAPPLIED")
 	for _, i := range inv {
 		applied := "-"
 		if t, err := time.Parse(time.RFC3339, i.AppliedAt); err == nil {
 			applied = ago(t) + " ago"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", i.Environment, i.Objects, source.ShortCommit(i.Revision), applied)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", i.Environment, i.Cluster, i.Instance, i.Objects, source.ShortCommit(i.Revision), applied)
 	}
 	tw.Flush()
 }

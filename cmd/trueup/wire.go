@@ -87,7 +87,7 @@ func (g *globalOptions) plan(cmd *cobra.Command, envName string, co *clusterOpti
 	if err != nil {
 		return nil, nil, err
 	}
-	cluster, err := co.connect(nil)
+	cluster, err := co.connectEnv(w.cfg, env)
 	if err != nil {
 		return nil, nil, err
 	}

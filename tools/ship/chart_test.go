@@ -2,9 +2,11 @@ package ship
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -271,7 +273,7 @@ func TestChartDeployment(t *testing.T) {
 			[]string{"/etc/trueup/config", "/var/cache/trueup", "/tmp"}},
 		{"all-options", []string{allOptions}, 3,
 			[]string{"--http-addr=:8081", "--webhook-addr=:9293", "--inventory-namespace=trueup-inventory", "--leader-elect", "--leader-elect-lease-duration=20s", "--webhook-secret-file=/etc/trueup/webhook/token", "--context="},
-			[]string{"/etc/trueup/config", "/var/cache/trueup", "/tmp", "/etc/trueup/git", "/etc/trueup/age", "/etc/trueup/pgp", "/etc/trueup/webhook"}},
+			[]string{"/etc/trueup/config", "/var/cache/trueup", "/tmp", "/etc/trueup/git", "/etc/trueup/age", "/etc/trueup/pgp", "/etc/trueup/webhook", "/etc/trueup/clusters/production", "/etc/trueup/clusters/edge"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			objs := render(t, tc.values...)
@@ -371,7 +373,8 @@ func TestChartRBAC(t *testing.T) {
 }
 
 // TestChartValuesSchema: values.schema.json rejects typos and nonsense, and
-// the templates refuse replicas without leader election.
+// the templates refuse replicas without leader election and cluster
+// kubeconfigs nothing mounts.
 func TestChartValuesSchema(t *testing.T) {
 	for _, tc := range []struct{ values, want string }{
 		{"replicas: 2\n", "replicas"},
@@ -379,13 +382,24 @@ func TestChartValuesSchema(t *testing.T) {
 		{"log: {format: xml}\n", "format"},
 		{"leaderElection: {leaseDuration: 15}\n", "leaseDuration"},
 		{"config: {apiVersion: v1, kind: Config}\n", "apiVersion"},
+		{"config: {apiVersion: trueup.dev/v1alpha1, kind: Config, name: Shop}\n", "/config/name"},
+		{"config: {apiVersion: trueup.dev/v1alpha1, kind: Config, clusters: {production: {}}}\n", "/config/clusters"},
 		{"leaderElection: {enabled: false}\n", "leaderElection.enabled"},
+		{"clusters: [{name: production}]\n", "secretName"},
+		{"clusters: [{name: Production, secretName: s}]\n", "/clusters/0/name"},
+		{"clusters: [{name: prod_1, secretName: s}]\n", "/clusters/0/name"},
+		{"clusters: [{name: default, secretName: s}]\n", "clusters: default is what trueup calls the cluster it runs in"},
+		{"clusters: [{name: " + strings.Repeat("p", 56) + ", secretName: s}]\n", "/clusters/0/name"},
+		{"clusters: [{name: production, secretName: Cluster_Secret}]\n", "/clusters/0/secretName"},
+		{"clusters: [{name: production, secretName: s, secret: s}]\n", "'secret' not allowed"},
+		{"clusters: [{name: production, secretName: s, key: a/b}]\n", "/clusters/0/key"},
+		{"clusters: [{name: production, secretName: s}, {name: production, secretName: t}]\n", "production is listed twice"},
+		{"config:\n  clusters: [{name: production, kubeconfigFile: /etc/trueup/clusters/production/kubeconfig}]\n",
+			"clusters mounts no Secret at /etc/trueup/clusters/production"},
+		{"clusters: [{name: production, secretName: s, key: config}]\nconfig:\n  clusters: [{name: production, kubeconfigFile: /etc/trueup/clusters/production/kubeconfig}]\n",
+			"at /etc/trueup/clusters/production/config"},
 	} {
-		f := filepath.Join(t.TempDir(), "values.yaml")
-		if err := os.WriteFile(f, []byte(tc.values), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		_, err := Render(chartDir, release, namespace, f)
+		_, err := Render(chartDir, release, namespace, valuesFile(t, tc.values))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("values %q: got %v, want an error about %s", tc.values, err, tc.want)
 		}
@@ -397,5 +411,130 @@ func TestChartValuesSchema(t *testing.T) {
 	}
 	if _, err := Render(chartDir, release, namespace, f); err != nil {
 		t.Error(err)
+	}
+}
+
+func valuesFile(t *testing.T, values string) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "values.yaml")
+	if err := os.WriteFile(f, []byte(values), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// TestChartClusters: each clusters[] entry mounts its Secret read-only at
+// /etc/trueup/clusters/NAME, where the config's kubeconfigFile points; the
+// config may name its instance, and the alerts name that instance's Lease.
+func TestChartClusters(t *testing.T) {
+	objs := render(t, valuesFile(t, `clusters: [{name: production, secretName: s}]
+config:
+  name: shop
+  clusters: [{name: production, kubeconfigFile: /etc/trueup/clusters/production/kubeconfig}]
+  sources: [{name: deploy, url: https://git.example.com/acme/deploy.git}]
+  environments: [{name: production, source: deploy, cluster: production}]
+prometheusRule: {enabled: true}
+`))
+	d := find(t, objs, "Deployment", "")
+	pod := &unstructured.Unstructured{Object: nested[map[string]any](t, d, "spec", "template", "spec")}
+	var volume map[string]any
+	for _, v := range nested[[]any](t, pod, "volumes") {
+		if vm := v.(map[string]any); vm["secret"] != nil && vm["secret"].(map[string]any)["secretName"] == "s" {
+			volume = vm
+		}
+	}
+	if volume == nil {
+		t.Fatalf("no volume of Secret s: %v", nested[[]any](t, pod, "volumes"))
+	}
+	if mode := volume["secret"].(map[string]any)["defaultMode"]; mode != int64(0o400) {
+		t.Errorf("Secret s is mounted with mode %v, want 0400", mode)
+	}
+	c := &unstructured.Unstructured{Object: nested[[]any](t, pod, "containers")[0].(map[string]any)}
+	var mount map[string]any
+	for _, m := range nested[[]any](t, c, "volumeMounts") {
+		if mm := m.(map[string]any); mm["name"] == volume["name"] {
+			mount = mm
+		}
+	}
+	want := map[string]any{"name": volume["name"], "mountPath": "/etc/trueup/clusters/production", "readOnly": true}
+	if !reflect.DeepEqual(mount, want) {
+		t.Errorf("Secret s mounted as %v, want %v", mount, want)
+	}
+	cm := find(t, objs, "ConfigMap", "trueup-config")
+	cfg, err := config.Parse([]byte(nested[string](t, cm, "data", "trueup.yaml")), "trueup.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Name != "shop" || len(cfg.Clusters) != 1 || cfg.Environments[0].Cluster != "production" {
+		t.Errorf("rendered config: name %q, clusters %v, environments %v", cfg.Name, cfg.Clusters, cfg.Environments)
+	}
+	if got := leaderAlert(t, objs); !strings.Contains(got, "the Lease shop-leader:") {
+		t.Errorf("TrueupLeaderMissing names the wrong Lease for instance shop: %q", got)
+	}
+
+	// Without a name the Lease is trueup-leader; with a ConfigMap of the
+	// user's own the chart cannot know it and names both forms.
+	for values, want := range map[string]string{
+		"prometheusRule: {enabled: true}\n":                               "the Lease trueup-leader:",
+		"prometheusRule: {enabled: true}\nexistingConfigMap: my-config\n": "the Lease trueup-leader (NAME-leader if the config sets name: NAME):",
+	} {
+		if got := leaderAlert(t, render(t, valuesFile(t, values))); !strings.Contains(got, want) {
+			t.Errorf("values %q: TrueupLeaderMissing says %q, want %q", values, got, want)
+		}
+	}
+}
+
+// leaderAlert is the description of the TrueupLeaderMissing alert.
+func leaderAlert(t *testing.T, objs []*unstructured.Unstructured) string {
+	t.Helper()
+	rule := find(t, objs, "PrometheusRule", "")
+	for _, g := range nested[[]any](t, rule, "spec", "groups") {
+		for _, r := range g.(map[string]any)["rules"].([]any) {
+			if rm := r.(map[string]any); rm["alert"] == "TrueupLeaderMissing" {
+				return rm["annotations"].(map[string]any)["description"].(string)
+			}
+		}
+	}
+	t.Fatal("no TrueupLeaderMissing alert")
+	return ""
+}
+
+// TestChartConfigSchemaKeys: the chart's schema lets config hold every
+// top-level key trueup.yaml has (config/config.go, as docs/config.md
+// lists them), so a new key is not refused by helm before trueup sees it.
+func TestChartConfigSchemaKeys(t *testing.T) {
+	tables, err := ConfigTables("../../config/config.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	top, _, _ := strings.Cut(tables, "\n## `")
+	data, err := readFile(chartDir + "/values.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema struct {
+		Properties struct {
+			Config struct {
+				Properties map[string]any `json:"properties"`
+			} `json:"config"`
+		} `json:"properties"`
+	}
+	if err := json.Unmarshal(data, &schema); err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]bool{}
+	for _, line := range strings.Split(top, "\n") {
+		if strings.HasPrefix(line, "| `") {
+			key, _, _ := strings.Cut(strings.Split(line, "`")[1], ".")
+			keys[key] = true
+		}
+	}
+	if len(keys) < 6 {
+		t.Fatalf("top-level keys parsed into %v", keys)
+	}
+	for key := range keys {
+		if _, ok := schema.Properties.Config.Properties[key]; !ok {
+			t.Errorf("config.%s is a trueup.yaml key, but values.schema.json refuses it", key)
+		}
 	}
 }

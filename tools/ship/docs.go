@@ -35,6 +35,7 @@ type configSection struct {
 
 var configSections = []configSection{
 	{"Top level", "", "Config", map[string]string{"Limits": "Limits"}},
+	{"`clusters[]`", "", "Cluster", nil},
 	{"`sources[]`", "", "Source", map[string]string{"Auth": "Auth", "Commit": "Commit"}},
 	{"`decryption`", "", "Decryption", nil},
 	{"`environments[]`", "", "Environment", map[string]string{"Promotion": "Promotion", "Limits": "Limits"}},

@@ -86,6 +86,13 @@ func TestConfigKeysAreParsed(t *testing.T) {
 		return out
 	}
 	doc += limits("", yaml["Top level"])
+	doc += "name: all-keys\n"
+	for _, k := range yaml["clusters[]"] {
+		if k != "name" && k != "kubeconfigFile" && k != "context" {
+			t.Errorf("clusters[].%s: no test value; add one", k)
+		}
+	}
+	doc += "clusters:\n  - name: c\n    kubeconfigFile: /k\n    context: admin\n"
 	doc += "sources:\n  - name: s\n    url: https://git.example.com/x.git\n    interval: 1m\n    timeout: 1m\n"
 	nestedKeys := map[string][]string{}
 	for _, k := range yaml["sources[]"] {
@@ -114,7 +121,7 @@ func TestConfigKeysAreParsed(t *testing.T) {
 	}
 	values := map[string]string{"name": "e", "source": "s", "branch": "main", "path": ".", "namespace": "n",
 		"interval": "1m", "timeout": "1m", "prune": "true", "selfHeal": "true", "wait": "true", "dependsOn": "[f]",
-		"maxPrunePercent": "10", "allowMassPrune": "true"}
+		"maxPrunePercent": "10", "allowMassPrune": "true", "cluster": "c"}
 	doc += "environments:\n  - name: f\n    source: s\n  -\n"
 	promotion := ""
 	for _, k := range yaml["environments[]"] {

@@ -49,3 +49,19 @@ app.kubernetes.io/part-of: trueup
 {{- define "trueup.configMapName" -}}
 {{- default (printf "%s-config" (include "trueup.fullname" .)) .Values.existingConfigMap }}
 {{- end }}
+
+{{/* The leader Lease: NAME-leader for the config's name, trueup-leader for
+a config that sets none. With existingConfigMap the chart cannot see the
+name, and says so. */}}
+{{- define "trueup.leaseName" -}}
+{{- if .Values.existingConfigMap }}
+{{- print "trueup-leader (NAME-leader if the config sets name: NAME)" }}
+{{- else }}
+{{- printf "%s-leader" (default "trueup" .Values.config.name) }}
+{{- end }}
+{{- end }}
+
+{{/* Where clusters[] mounts a cluster's kubeconfig. */}}
+{{- define "trueup.clusterKubeconfig" -}}
+{{- printf "/etc/trueup/clusters/%s/%s" .name (default "kubeconfig" .key) }}
+{{- end }}
