@@ -198,8 +198,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.mu.Lock()
 	d.standby = false
 	d.mu.Unlock()
-	for _, name := range slices.Sorted(maps.Keys(d.clusters())) {
-		owners := d.clusters()[name]
+	for name, owners := range d.clusters() {
 		if t := d.target(name); t.Client != nil {
 			t.Client.StartCache(ctx, d.log.With("cluster", clusterName(name)), owners, d.suspectDrift)
 		}

@@ -50,6 +50,9 @@ func (d *Daemon) reconcile(ctx context.Context, e *envLoop) error {
 }
 
 func (d *Daemon) phases(ctx context.Context, r *run) error {
+	if r.e.target.Client == nil {
+		return fmt.Errorf("cluster %s: no client for it", clusterName(r.env.Cluster))
+	}
 	var rev source.Revision
 	if err := d.timed(r, "fetch", func() (err error) { rev, err = d.revision(r.env); return err }); err != nil {
 		return err
