@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -99,15 +98,8 @@ environments:
     selfHeal: true
     dependsOn: [mc-staging]
 `)
-	addr := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	exited := make(chan struct{})
-	go func() {
-		defer close(exited)
-		execute(ctx, []string{"run", "--config", config, "--kubeconfig", home, "--http-addr", addr,
-			"--cache-dir", t.TempDir(), "--log-format", "json"}, io.Discard, io.Discard)
-	}()
-	defer func() { cancel(); <-exited }()
+	addr := startDaemon(t, config, home)
+	ctx := context.Background()
 	statusOf := func(env string) (reconciler.EnvStatus, error) {
 		var st reconciler.EnvStatus
 		resp, err := http.Get("http://" + addr + "/api/v1/environments/" + env)
@@ -142,7 +134,7 @@ environments:
 	if !strings.Contains(out, "CLUSTER") || !strings.Contains(out, "production") {
 		t.Errorf("status table names no cluster:\n%s", out)
 	}
-	if m := scrape(t, addr); !strings.Contains(m, `cluster="production",environment="mc-production"`) || !strings.Contains(m, `trueup_watches{cluster="staging"}`) {
+	if m := scrape(addr); !strings.Contains(m, `cluster="production",environment="mc-production"`) || !strings.Contains(m, `trueup_watches{cluster="staging"}`) {
 		t.Errorf("metrics name no cluster:\n%s", grepLines(m, "cluster="))
 	}
 	out, errOut, code := run(t, "status", "--config", config, "--kubeconfig", home, "-o", "json")
@@ -199,16 +191,4 @@ environments:
 	}
 	productionCP.StartAPIServer(t)
 	clustertest.Eventually(t, "production catches up once its cluster is back", imageIn(production, "mc-production", "ghcr.io/acme/api:1.2.0"))
-}
-
-// scrape returns the daemon's metrics text.
-func scrape(t *testing.T, addr string) string {
-	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return string(body)
 }

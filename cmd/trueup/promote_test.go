@@ -1,17 +1,10 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/trueup-dev/trueup/reconciler/clustertest"
 	"github.com/trueup-dev/trueup/source/sourcetest"
@@ -80,48 +73,13 @@ environments:
     interval: 2s
 `)
 	kubeconfig := clustertest.Kubeconfig(t)
-	restCfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs := kubernetes.NewForConfigOrDie(restCfg)
-	image := func(ns string) (string, error) {
-		d, err := cs.AppsV1().Deployments(ns).Get(context.Background(), "api", metav1.GetOptions{})
-		if err != nil {
-			return "", err
-		}
-		return d.Spec.Template.Spec.Containers[0].Image, nil
-	}
-	wantImage := func(ns, want string) func() error {
-		return func() error {
-			got, err := image(ns)
-			if err == nil && got != want {
-				err = fmt.Errorf("%s runs %s, want %s", ns, got, want)
-			}
-			return err
-		}
-	}
+	cs := clientOf(t, kubeconfig)
+	wantImage := func(ns, want string) func() error { return imageIn(cs, ns, want) }
 	production := func() string { return strings.TrimSpace(srv.Git("deploy", "rev-parse", "production")) }
 	productionStart := production()
 
-	addr := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	exited := make(chan struct{})
-	go func() {
-		defer close(exited)
-		execute(ctx, []string{"run", "--config", config, "--kubeconfig", kubeconfig, "--http-addr", addr,
-			"--cache-dir", t.TempDir(), "--log-format", "json"}, io.Discard, io.Discard)
-	}()
-	defer func() { cancel(); <-exited }()
-	metrics := func() string {
-		resp, err := http.Get("http://" + addr + "/metrics")
-		if err != nil {
-			return ""
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return string(body)
-	}
+	addr := startDaemon(t, config, kubeconfig)
+	metrics := func() string { return scrape(addr) }
 
 	clustertest.Eventually(t, "staging at 1.0.0", wantImage("promo-staging", "ghcr.io/acme/api:1.0.0"))
 	clustertest.Eventually(t, "production at 1.0.0", wantImage("promo-production", "ghcr.io/acme/api:1.0.0"))

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +21,33 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// startDaemon runs `trueup run` on config against kubeconfig's cluster
+// until the test ends, and returns its --http-addr.
+func startDaemon(t *testing.T, config, kubeconfig string) string {
+	t.Helper()
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		execute(ctx, []string{"run", "--config", config, "--kubeconfig", kubeconfig, "--http-addr", addr,
+			"--cache-dir", t.TempDir(), "--log-format", "json"}, io.Discard, io.Discard)
+	}()
+	t.Cleanup(func() { cancel(); <-exited })
+	return addr
+}
+
+// scrape returns the daemon's metrics text; "" while it does not answer.
+func scrape(addr string) string {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body)
 }
 
 // TestRunAndStatus runs the daemon command in-process against the loopback
