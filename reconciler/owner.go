@@ -25,8 +25,6 @@ const (
 	PathAnnotation        = "trueup.dev/path"
 )
 
-var ownerAnnotations = []string{InstanceAnnotation, EnvironmentAnnotation, SourceAnnotation, PathAnnotation}
-
 // Owner is whose an inventory is: one environment of one config (its
 // instance), deploying one path of one repository. Two configs that share a
 // cluster and an environment name differ in their instance, or else in what

@@ -86,32 +86,40 @@ spec:
       resources: {requests: {storage: 1Gi}}
 `
 
-// TestLocalCluster starts the binary as users do and checks with kubectl that
-// the real controllers bring a Deployment to Available, a Job to Complete and
-// a StatefulSet with a volume claim to ready, then that SIGTERM cleans up.
-func TestLocalCluster(t *testing.T) {
-	k8s := assets(t)
+// startBinary builds localcluster, starts it as users do with --dir, the
+// assets and args, waits for its kubeconfig, and stops it (SIGTERM) when
+// the test ends. exited gets the process's exit; logs its output.
+func startBinary(t *testing.T, k8s string, args ...string) (cluster *exec.Cmd, dir string, exited chan error, logs *strings.Builder) {
+	t.Helper()
 	tmp := t.TempDir()
 	bin := filepath.Join(tmp, "localcluster")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	dir := filepath.Join(tmp, "cluster")
-	cluster := exec.Command(bin, "--dir", dir, "--assets", k8s)
-	var logs strings.Builder
-	cluster.Stdout, cluster.Stderr = &logs, &logs
+	dir = filepath.Join(tmp, "cluster")
+	cluster = exec.Command(bin, append([]string{"--dir", dir, "--assets", k8s}, args...)...)
+	logs = &strings.Builder{}
+	cluster.Stdout, cluster.Stderr = logs, logs
 	if err := cluster.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
+	exited = make(chan error, 1)
 	go func() { exited <- cluster.Wait() }()
 	t.Cleanup(func() {
-		_ = cluster.Process.Kill()
+		_ = cluster.Process.Signal(syscall.SIGTERM)
 		<-exited
 	})
+	waitKubeconfig(t, filepath.Join(dir, "kubeconfig"), exited, logs)
+	return cluster, dir, exited, logs
+}
 
+// TestLocalCluster starts the binary as users do and checks with kubectl that
+// the real controllers bring a Deployment to Available, a Job to Complete and
+// a StatefulSet with a volume claim to ready, then that SIGTERM cleans up.
+func TestLocalCluster(t *testing.T) {
+	k8s := assets(t)
+	cluster, dir, exited, logs := startBinary(t, k8s)
 	kubeconfig := filepath.Join(dir, "kubeconfig")
-	waitKubeconfig(t, kubeconfig, exited, &logs)
 
 	kubectl := func(args ...string) (string, error) {
 		cmd := exec.Command(filepath.Join(k8s, "kubectl"), append([]string{"--kubeconfig", kubeconfig}, args...)...)
@@ -161,26 +169,8 @@ func TestLocalCluster(t *testing.T) {
 // the kubeconfig it had.
 func TestControl(t *testing.T) {
 	k8s := assets(t)
-	tmp := t.TempDir()
-	bin := filepath.Join(tmp, "localcluster")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	dir := filepath.Join(tmp, "cluster")
-	cluster := exec.Command(bin, "--dir", dir, "--assets", k8s, "--apiserver-only", "--control")
-	var logs strings.Builder
-	cluster.Stdout, cluster.Stderr = &logs, &logs
-	if err := cluster.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cluster.Wait() }()
-	t.Cleanup(func() {
-		_ = cluster.Process.Signal(syscall.SIGTERM)
-		<-exited
-	})
+	_, dir, _, _ := startBinary(t, k8s, "--apiserver-only", "--control")
 	kubeconfig := filepath.Join(dir, "kubeconfig")
-	waitKubeconfig(t, kubeconfig, exited, &logs)
 	kubectl := func(args ...string) (string, error) {
 		out, err := exec.Command(filepath.Join(k8s, "kubectl"), append([]string{"--kubeconfig", kubeconfig, "--request-timeout=10s"}, args...)...).CombinedOutput()
 		return string(out), err
