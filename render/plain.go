@@ -150,6 +150,9 @@ func (b *plainBuilder) resource(dir, p string, chain []string) bool {
 		return false
 	}
 	for _, r := range rs {
+		if hasKustomizeAnnotation(r) {
+			return false
+		}
 		id := r.CurId()
 		key := id.Gvk.String() + "|" + id.EffectiveNamespace() + "|" + id.Name
 		if b.ids[key] {
@@ -159,6 +162,22 @@ func (b *plainBuilder) resource(dir, p string, chain []string) bool {
 		b.res = append(b.res, plainResource{Resource: r, id: id})
 	}
 	return true
+}
+
+// hasKustomizeAnnotation reports a resource that carries an annotation of
+// kustomize's own: its build annotations (internal.config.kubernetes.io/...)
+// are its working state, which it reads and strips from what it builds, and
+// those of kyaml (config.kubernetes.io/path, index, ...) may be too. krusty
+// knows what each means; a plain build does not.
+func hasKustomizeAnnotation(r *resource.Resource) bool {
+	for k := range r.GetAnnotations() {
+		if strings.Contains(k, "config.kubernetes.io/") || strings.Contains(k, "config.k8s.io/") {
+			if k != konfig.IgnoredByKustomizeAnnotation {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // isLocalConfig reports a resource kustomize leaves out of its output.

@@ -170,6 +170,10 @@ metadata: {name: c}
 		"an empty kustomization":   {files: map[string]string{"kustomization.yaml": ""}},
 		"only apiVersion and kind": {files: map[string]string{"kustomization.yaml": "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"}},
 		"resources commented out":  {files: map[string]string{"kustomization.yaml": "resources:\n# - a.yaml\n", "a.yaml": objA}},
+		"kustomize's own annotations, which it strips": {files: map[string]string{"kustomization.yaml": plainKustomization, "b.yaml": objB,
+			"a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  annotations: {internal.config.kubernetes.io/prefixes: p}\n"}},
+		"kustomize's build annotations, inconsistent": {files: map[string]string{"kustomization.yaml": plainKustomization, "b.yaml": objB,
+			"a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  annotations: {internal.config.kubernetes.io/previousNames: 'x,y'}\n"}},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

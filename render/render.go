@@ -18,6 +18,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/resmap"
 	"sigs.k8s.io/kustomize/api/resource"
 	"sigs.k8s.io/kustomize/api/types"
 	"sigs.k8s.io/kustomize/kyaml/resid"
@@ -112,12 +113,7 @@ func (tr *Tree) Build(ctx context.Context, opts Options) ([]*unstructured.Unstru
 // what a plain build saw is not its to report.
 func (tr *Tree) krusty(dir string, opts Options) ([]*unstructured.Unstructured, error) {
 	gfs := newGuardedFS(tr.t, opts)
-	k := krusty.MakeKustomizer(&krusty.Options{
-		Reorder:          krusty.ReorderOptionLegacy,
-		LoadRestrictions: types.LoadRestrictionsRootOnly,
-		PluginConfig:     types.DisabledPluginConfig(),
-	})
-	rm, err := k.Run(gfs, tr.t.abs(dir))
+	rm, err := runKustomize(gfs, tr.t.abs(dir))
 	// A policy violation is the real cause even when kustomize reports
 	// something else (or nothing) about the path it could not read.
 	if v := gfs.violation(); v != nil {
@@ -130,6 +126,25 @@ func (tr *Tree) krusty(dir string, opts Options) ([]*unstructured.Unstructured, 
 		return nil, fmt.Errorf("%s: %w", gfs.blame(dir, msg), errors.New(msg))
 	}
 	return objects(rm.Resources(), opts.Namespace, &renderLimits{dir: dir, limits: gfs.limits})
+}
+
+// runKustomize runs kustomize on dir. Kustomize panics on some input it
+// considers impossible — its own build annotations
+// (internal.config.kubernetes.io/previousNames and the like) written into a
+// manifest by hand, for one — and a repository's content must not take the
+// daemon down: the panic is the build's error.
+func runKustomize(gfs *guardedFS, dir string) (rm resmap.ResMap, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			rm, err = nil, fmt.Errorf("kustomize failed on this input: %v", r)
+		}
+	}()
+	k := krusty.MakeKustomizer(&krusty.Options{
+		Reorder:          krusty.ReorderOptionLegacy,
+		LoadRestrictions: types.LoadRestrictionsRootOnly,
+		PluginConfig:     types.DisabledPluginConfig(),
+	})
+	return k.Run(gfs, dir)
 }
 
 // cleanPath checks that an overlay path stays inside the repository.

@@ -213,6 +213,17 @@ func TestBuildErrors(t *testing.T) {
 			path: "app", want: []string{"app/broken-secret.yaml", "no matching key"},
 		},
 		{
+			// Kustomize panics on its own build annotations when they do
+			// not add up; a repository must not crash the daemon.
+			name: "kustomize's build annotations, inconsistent",
+			repo: fstest.MapFS{
+				"app/kustomization.yaml": kust("resources: [a.yaml, b.yaml]\n"),
+				"app/a.yaml":             kust("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  annotations: {internal.config.kubernetes.io/previousNames: 'x,y'}\n"),
+				"app/b.yaml":             cm,
+			},
+			path: "app", want: []string{"app/kustomization.yaml", "kustomize failed", "number of previous names"},
+		},
+		{
 			name: "missing overlay",
 			repo: fstest.MapFS{"app/kustomization.yaml": kust("resources: []\n")},
 			path: "nope", want: []string{"nope"}, is: fs.ErrNotExist,
