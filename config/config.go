@@ -282,12 +282,23 @@ type Environment struct {
 	Cluster string
 	// Branch is the branch the environment follows. Default "main".
 	Branch string
-	// Path is the kustomize overlay directory inside the repository, slash
+	// Path is the kustomize overlay directory inside the repository, or
+	// with Helm the chart directory (the one holding Chart.yaml); slash
 	// separated and cleaned; it may not leave the repository. Default ".".
 	Path string
-	// Namespace is set on namespaced objects that set none. Default: none,
-	// so such objects go to the cluster's default namespace.
+	// Namespace is set on namespaced objects that set none; with Helm it
+	// is the release namespace. Default: none, so such objects go to the
+	// cluster's default namespace.
 	Namespace string
+	// CreateNamespace creates Namespace when what the environment renders
+	// does not define it, before anything that lives in it, like helm's
+	// --create-namespace; trueup never prunes a namespace it created so.
+	// Needs Namespace. Default false.
+	CreateNamespace bool
+	// Helm, when set, renders a Helm chart instead of a kustomize overlay:
+	// the chart at Path, or Helm.Chart from a chart repository.
+	// Default: nil, Path is a kustomize overlay.
+	Helm *Helm
 	// Interval is how often the whole environment is diffed for drift
 	// between commits; the daemon also watches applied objects and checks
 	// an edited or deleted one at once. Default 5m.
@@ -321,6 +332,67 @@ type Environment struct {
 	// Default: the top-level limits.
 	Limits Limits
 }
+
+// Helm says how an environment renders a chart, as helm template would.
+// Load makes relative credential file names absolute against the config
+// file's directory.
+type Helm struct {
+	// ReleaseName is the release's name, as in helm install NAME; at most
+	// 53 characters, a DNS-1123 subdomain. Default: the environment's name.
+	ReleaseName string
+	// ValuesFiles are values files in the repository, slash separated and
+	// relative to its root; later files win, as helm's -f. A file
+	// encrypted with SOPS (as helm-secrets writes them) is decrypted in
+	// memory. Default: none, the chart's own values.
+	ValuesFiles []string
+	// Values are values that win over the files, as helm's --set.
+	// Default: none.
+	Values map[string]any
+	// Images say where in the values an image's tag is, for set-image and
+	// promote. Default: none, set-image and promote cannot change the
+	// environment's images.
+	Images []HelmImage
+	// Chart is the name of a chart in Repository, used instead of the
+	// chart at Path. Default: none, the chart is at Path.
+	Chart string
+	// Repository is the chart repository Chart comes from: an HTTP(S)
+	// chart repository (one serving index.yaml) or an OCI registry
+	// (oci://host/path). Required with Chart.
+	Repository string
+	// Version is the chart's version in Repository: an exact version, or
+	// for an HTTP(S) repository a semver range such as 1.4.x. Required
+	// with Chart.
+	Version string
+	// Auth holds the chart repository's credentials, as files.
+	// Default: anonymous.
+	Auth ChartAuth
+}
+
+// ChartAuth names the files holding a chart repository's credentials.
+type ChartAuth struct {
+	// UsernameFile holds the user name. Default: none.
+	UsernameFile string
+	// PasswordFile holds the password or an access token. Default: none.
+	PasswordFile string
+}
+
+// HelmImage is an image of a chart environment and the keys of the values
+// that hold its tag and, optionally, its repository.
+type HelmImage struct {
+	// Name identifies the image to set-image and promote (todo in
+	// set-image ENV todo=1.4.2); unique within the environment. Required.
+	Name string
+	// Tag is the dotted key path of the tag in the values, as image.tag.
+	// Required.
+	Tag string
+	// Repository is the dotted key path of the image's repository, as
+	// image.repository. Default: none.
+	Repository string
+}
+
+// IsRemote reports a chart that comes from a chart repository rather than
+// the environment's source.
+func (h *Helm) IsRemote() bool { return h != nil && h.Chart != "" }
 
 // Promotion says where an environment's images go next.
 type Promotion struct {
@@ -436,6 +508,12 @@ func (c *Config) resolvePaths(dir string) {
 	}
 	for i := range c.Clusters {
 		c.Clusters[i].KubeconfigFile = abs(c.Clusters[i].KubeconfigFile)
+	}
+	for i := range c.Environments {
+		if h := c.Environments[i].Helm; h != nil {
+			h.Auth.UsernameFile = abs(h.Auth.UsernameFile)
+			h.Auth.PasswordFile = abs(h.Auth.PasswordFile)
+		}
 	}
 	for i, f := range c.Decryption.AgeKeyFiles {
 		c.Decryption.AgeKeyFiles[i] = abs(f)

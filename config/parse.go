@@ -525,7 +525,8 @@ func (p *parser) environments(top object, cfg *Config) (*names, []envRefs) {
 	for i, n := range p.list(top, "environments") {
 		o := p.object(n, fmt.Sprintf("environments[%d]", i),
 			"name", "source", "cluster", "branch", "path", "namespace", "interval", "prune", "selfHeal",
-			"wait", "timeout", "dependsOn", "promotion", "maxPrunePercent", "allowMassPrune", "limits")
+			"wait", "timeout", "dependsOn", "promotion", "maxPrunePercent", "allowMassPrune", "limits",
+			"createNamespace", "helm")
 		e := Environment{
 			Branch:          DefaultBranch,
 			Path:            DefaultPath,
@@ -563,6 +564,14 @@ func (p *parser) environments(top object, cfg *Config) (*names, []envRefs) {
 			e.Namespace = ns
 			p.label(at, o.key("namespace"), ns)
 		}
+		e.CreateNamespace = p.boolean(o, "createNamespace", false)
+		if e.CreateNamespace && e.Namespace == "" {
+			p.errorf(o.fields["createNamespace"].key, o.key("createNamespace"), "needs namespace: the namespace to create")
+		}
+		e.Helm = p.helm(o, e.Name)
+		if e.Helm.IsRemote() && o.value("path") != nil {
+			p.errorf(o.fields["path"].key, o.key("path"), "must not be set with helm.chart: the chart comes from helm.repository")
+		}
 		e.DependsOn, r.dependsOn = p.stringList(o, "dependsOn")
 		if po, ok := p.child(o, "promotion", "to", "auto"); ok {
 			e.Promotion = &Promotion{Auto: p.boolean(po, "auto", DefaultAutoPromote)}
@@ -573,6 +582,121 @@ func (p *parser) environments(top object, cfg *Config) (*names, []envRefs) {
 		refs = append(refs, r)
 	}
 	return defined, refs
+}
+
+// helm reads an environment's helm key; nil when it is unset.
+func (p *parser) helm(env object, envName string) *Helm {
+	o, ok := p.child(env, "helm", "releaseName", "valuesFiles", "values", "images", "chart", "repository", "version", "auth")
+	if !ok {
+		return nil
+	}
+	h := &Helm{ReleaseName: envName}
+	if name, at := p.str(o, "releaseName"); at != nil {
+		h.ReleaseName = name
+	}
+	at := o.value("releaseName")
+	if at == nil {
+		at = o.node
+	}
+	if errs := validation.IsDNS1123Subdomain(h.ReleaseName); h.ReleaseName != "" && (len(errs) > 0 || len(h.ReleaseName) > MaxReleaseName) {
+		p.errorf(at, o.key("releaseName"), "%q is not a valid release name: at most %d characters, a DNS-1123 subdomain", h.ReleaseName, MaxReleaseName)
+	}
+	files, refs := p.stringList(o, "valuesFiles")
+	for i, f := range files {
+		h.ValuesFiles = append(h.ValuesFiles, p.repoPath(refs[i].at, refs[i].key, f))
+	}
+	if v := o.value("values"); v != nil {
+		if v.Kind != yaml.MappingNode {
+			p.errorf(v, o.key("values"), "must be a mapping, not %s", describe(v))
+		} else if err := v.Decode(&h.Values); err != nil {
+			p.errorf(v, o.key("values"), "%v", err)
+		}
+	}
+	seen := map[string]*yaml.Node{}
+	for i, n := range p.list(o, "images") {
+		io := p.object(n, fmt.Sprintf("%s[%d]", o.key("images"), i), "name", "tag", "repository")
+		var img HelmImage
+		img.Name, at = p.required(io, "name")
+		if first, dup := seen[img.Name]; dup && at != nil {
+			p.errorf(at, io.key("name"), "duplicate image %q (first at line %d)", img.Name, first.Line)
+		} else if at != nil {
+			seen[img.Name] = at
+		}
+		img.Tag, at = p.required(io, "tag")
+		p.keyPath(at, io.key("tag"), img.Tag)
+		img.Repository, at = p.str(io, "repository")
+		p.keyPath(at, io.key("repository"), img.Repository)
+		h.Images = append(h.Images, img)
+	}
+	var chartAt, repoAt *yaml.Node
+	h.Chart, chartAt = p.str(o, "chart")
+	h.Repository, repoAt = p.str(o, "repository")
+	h.Version, _ = p.str(o, "version")
+	switch {
+	case h.Chart != "":
+		if h.Repository == "" {
+			p.errorf(chartAt, o.key("repository"), "missing: the chart repository helm.chart comes from")
+		}
+		if h.Version == "" {
+			p.errorf(chartAt, o.key("version"), "missing: the version of helm.chart to deploy")
+		}
+	case h.Repository != "" || h.Version != "":
+		at := repoAt
+		if at == nil {
+			at = o.node
+		}
+		p.errorf(at, o.key("chart"), "missing: helm.repository and helm.version need the name of a chart in the repository")
+	}
+	if repoAt != nil && h.Repository != "" {
+		p.chartRepository(repoAt, o.key("repository"), h.Repository)
+	}
+	if a, ok := p.child(o, "auth", "usernameFile", "passwordFile"); ok {
+		h.Auth.UsernameFile, _ = p.str(a, "usernameFile")
+		h.Auth.PasswordFile, _ = p.str(a, "passwordFile")
+	}
+	return h
+}
+
+// MaxReleaseName is Helm's limit on a release's name.
+const MaxReleaseName = 53
+
+// keyPath checks a dotted key path into values, as image.tag.
+func (p *parser) keyPath(at *yaml.Node, key, v string) {
+	if at == nil || v == "" {
+		return
+	}
+	for _, part := range strings.Split(v, ".") {
+		if part == "" {
+			p.errorf(at, key, "%q is not a dotted key path such as image.tag", v)
+			return
+		}
+	}
+}
+
+// chartRepository accepts the URLs a chart can be fetched from, without a
+// password in them.
+func (p *parser) chartRepository(at *yaml.Node, key, raw string) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		p.errorf(at, key, "not a valid URL: %w", err)
+		return
+	}
+	switch u.Scheme {
+	case "https", "http", "oci":
+	default:
+		p.errorf(at, key, "%q is not a chart repository: use https://, http:// or oci://", raw)
+		return
+	}
+	if u.Host == "" {
+		p.errorf(at, key, "%q has no host", raw)
+	}
+	if _, has := u.User.Password(); has {
+		p.errorf(at, key, "must not contain a password; name a file holding it in helm.auth.passwordFile")
+	}
 }
 
 // repoPath cleans an overlay path and checks that it stays inside the

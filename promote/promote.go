@@ -25,7 +25,8 @@ type Options struct {
 	AuthorName, AuthorEmail, SigningKeyFile string
 }
 
-// Promoter writes image changes to environments' overlays as commits.
+// Promoter writes image changes to environments' overlays, or to the values
+// files of chart environments, as commits.
 type Promoter struct {
 	opts Options
 }
@@ -40,16 +41,29 @@ type Result struct {
 	Env string `json:"environment"`
 	// Branch is where the commit went.
 	Branch string `json:"branch"`
+	// File is the file the commit changed: the overlay's kustomization, or
+	// a chart environment's values file; empty when there was no commit.
+	File string `json:"file,omitempty"`
 	// Images are the entries the commit changed; none when the overlay
-	// already had them.
+	// already had them. A chart environment's image has its helm.images
+	// name, its tag and, when set, its repository as NewName.
 	Images []Image `json:"images,omitempty"`
 }
 
-// SetImage commits images into env's kustomization on env's branch.
+// SetImage commits images into env's kustomization on env's branch; for a
+// chart environment, into the last plain file of its helm.valuesFiles, at
+// the key paths its helm.images give.
 func (p *Promoter) SetImage(ctx context.Context, envName string, images []Image, push bool) (Result, error) {
 	env, w, err := p.writer(envName)
 	if err != nil {
 		return Result{}, err
+	}
+	apply := overlayApply(overlay)
+	if env.Helm != nil {
+		if err := checkChartImages(env, images); err != nil {
+			return Result{}, fmt.Errorf("set-image %s: %w", env.Name, err)
+		}
+		apply = chartApply
 	}
 	commit, err := p.commitOptions(env.Source)
 	if err != nil {
@@ -60,7 +74,7 @@ func (p *Promoter) SetImage(ctx context.Context, envName string, images []Image,
 		Branch: env.Branch,
 		Push:   push,
 		Commit: commit,
-		Edit: p.edit(env, images, overlay, &res.Images, func(changed []Image) string {
+		Edit: edit(env, images, apply, &res, func(changed []Image) string {
 			parts := make([]string, len(changed))
 			for i, img := range changed {
 				parts[i] = img.ShortName() + " to " + img.Ref()
@@ -91,7 +105,11 @@ type Request struct {
 
 // Promote commits the images From's overlay sets into To's overlay: on
 // To's branch, or on a review branch. When To already has them there is
-// nothing to commit and the Result has no Commit.
+// nothing to commit and the Result has no Commit. Between chart
+// environments it copies the tags (and repositories, where both give a
+// repository key) of the images both list in helm.images, from From's
+// values into To's last plain values file. An overlay and a chart do not
+// promote into each other (ErrMixedPromotion).
 func (p *Promoter) Promote(ctx context.Context, req Request) (Result, error) {
 	fail := func(err error) (Result, error) {
 		return Result{}, fmt.Errorf("promote %s to %s: %w", req.From, req.To, err)
@@ -103,6 +121,15 @@ func (p *Promoter) Promote(ctx context.Context, req Request) (Result, error) {
 	to, w, err := p.writer(req.To)
 	if err != nil {
 		return fail(err)
+	}
+	if (from.Helm == nil) != (to.Helm == nil) {
+		return fail(fmt.Errorf("%s renders %s and %s %s: %w; set %s's images with set-image",
+			from.Name, kindOf(from), to.Name, kindOf(to), ErrMixedPromotion, to.Name))
+	}
+	if to.Helm != nil {
+		if err := checkChartTarget(to); err != nil {
+			return fail(err)
+		}
 	}
 	commit, err := p.commitOptions(to.Source)
 	if err != nil {
@@ -120,7 +147,14 @@ func (p *Promoter) Promote(ctx context.Context, req Request) (Result, error) {
 		}
 		rev = &r
 	}
-	images, err := p.imagesOf(from, *rev, req.Images)
+	apply := overlayApply(replace)
+	var images []Image
+	if to.Helm != nil {
+		images, err = chartImagesOf(from, to, *rev, req.Images)
+		apply = chartApply
+	} else {
+		images, err = p.imagesOf(from, *rev, req.Images)
+	}
 	if err != nil {
 		return fail(err)
 	}
@@ -134,7 +168,7 @@ func (p *Promoter) Promote(ctx context.Context, req Request) (Result, error) {
 		PushBranch: req.PRBranch,
 		Push:       req.Push,
 		Commit:     commit,
-		Edit: p.edit(to, images, replace, &res.Images, func(changed []Image) string {
+		Edit: edit(to, images, apply, &res, func(changed []Image) string {
 			parts := make([]string, len(changed))
 			for i, img := range changed {
 				parts[i] = img.ShortName() + " " + img.Ref()
@@ -208,22 +242,47 @@ func (p *Promoter) imagesOf(env *config.Environment, rev source.Revision, names 
 	return out, nil
 }
 
-// edit returns the source.Edit that writes images into env's
-// kustomization, records what changed in *changed, and words the message.
-func (p *Promoter) edit(env *config.Environment, images []Image, mode setMode, changed *[]Image, message func([]Image) string) source.Edit {
-	return func(head source.Revision) (map[string][]byte, string, error) {
+// apply writes images into env at the head of its branch: it returns the
+// file it wrote, the new content and the images that changed.
+type apply func(head source.Revision, env *config.Environment, images []Image) (string, []byte, []Image, error)
+
+// overlayApply writes images into env's kustomization.
+func overlayApply(mode setMode) apply {
+	return func(head source.Revision, env *config.Environment, images []Image) (string, []byte, []Image, error) {
 		file, data, err := findKustomization(head.FS, env.Path)
 		if err != nil {
-			return nil, "", fmt.Errorf("%s at %s: %w", env.Name, head.Short(), err)
+			return "", nil, nil, fmt.Errorf("%s at %s: %w", env.Name, head.Short(), err)
 		}
 		out, ch, err := SetImages(data, images, mode)
-		*changed = ch
 		if err != nil {
-			return nil, "", fmt.Errorf("%s: %s: %w", env.Name, file, err)
+			return file, nil, ch, fmt.Errorf("%s: %s: %w", env.Name, file, err)
+		}
+		return file, out, ch, nil
+	}
+}
+
+// chartApply writes images into a chart environment's values.
+func chartApply(head source.Revision, env *config.Environment, images []Image) (string, []byte, []Image, error) {
+	file, out, ch, err := setChartImages(head.FS, env, images)
+	if err != nil {
+		return file, nil, ch, fmt.Errorf("%s at %s: %w", env.Name, head.Short(), err)
+	}
+	return file, out, ch, nil
+}
+
+// edit returns the source.Edit that writes images into env with apply,
+// records the file and what changed in res, and words the message.
+func edit(env *config.Environment, images []Image, apply apply, res *Result, message func([]Image) string) source.Edit {
+	return func(head source.Revision) (map[string][]byte, string, error) {
+		file, out, ch, err := apply(head, env, images)
+		res.Images, res.File = ch, ""
+		if err != nil {
+			return nil, "", err
 		}
 		if len(ch) == 0 {
 			return nil, "", nil
 		}
+		res.File = file
 		return map[string][]byte{file: out}, message(ch), nil
 	}
 }

@@ -247,7 +247,7 @@ func (a *applyRun) recordIntent(ctx context.Context) error {
 	if inv.cm != nil && maps.Equal(a.records, inv.records) {
 		return nil
 	}
-	return a.c.writeInventory(ctx, inv, maps.Clone(a.records), "")
+	return a.c.writeInventory(ctx, inv, maps.Clone(a.records), "", "")
 }
 
 // fail marks an object failed and the apply as failing.
@@ -496,7 +496,7 @@ func (a *applyRun) recordOutcome(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	return a.c.writeInventory(ctx, a.p.inventory, a.records, revision)
+	return a.c.writeInventory(ctx, a.p.inventory, a.records, revision, a.p.Chart)
 }
 
 func (a *applyRun) finishedHealthy() bool {

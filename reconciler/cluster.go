@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -22,6 +23,8 @@ import (
 	"k8s.io/client-go/rest"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 	"sigs.k8s.io/cli-utils/pkg/object"
+
+	"github.com/trueup-dev/trueup/render"
 )
 
 // FieldManager is the server-side apply field manager trueup owns fields as.
@@ -77,6 +80,8 @@ type Cluster struct {
 
 	mu             sync.Mutex
 	inventoryNSSet bool // the inventory namespace is known to exist
+	caps           *render.Capabilities
+	capsAt         time.Time
 }
 
 // NewCluster connects through getter (kubectl's --kubeconfig/--context flags).

@@ -123,10 +123,13 @@ type envLoop struct {
 	target  Target
 	trigger chan struct{}
 
-	applied   string    // revision applied and healthy
-	promoted  string    // revision whose automatic promotion is done
-	lastCheck time.Time // last plan against the cluster
-	failures  int
+	applied string // revision applied and healthy
+	// appliedChart is the chart version applied with it: a chart from a
+	// repository may move (a version range) while git does not.
+	appliedChart string
+	promoted     string    // revision whose automatic promotion is done
+	lastCheck    time.Time // last plan against the cluster
+	failures     int
 }
 
 // NewDaemon returns a Daemon; Run starts it.

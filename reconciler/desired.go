@@ -27,7 +27,10 @@ type Desired struct {
 	// environment of the default instance.
 	Owner    Owner
 	Revision source.Revision
-	Objects  []*unstructured.Unstructured
+	// Chart is the chart and version a chart environment rendered, as
+	// Helm names them (todo-0.3.1); empty for an overlay.
+	Chart   string
+	Objects []*unstructured.Unstructured
 	// Decrypt is the time spent decrypting SOPS files, a part of the
 	// render; zero when the render was reused or nothing was encrypted.
 	Decrypt time.Duration
@@ -54,6 +57,10 @@ type Renderer struct {
 	sources   map[string]source.Source
 	decrypter render.Decrypter
 	log       *slog.Logger
+	// capabilities and charts serve chart environments; see
+	// UseCapabilities and UseCharts.
+	capabilities CapabilitiesFunc
+	charts       *source.Charts
 
 	mu    sync.Mutex
 	cache map[string]*rendered // by environment
@@ -81,6 +88,10 @@ type rendered struct {
 	revision source.Revision
 	inputs   *render.Inputs
 	objects  [][]byte
+	chart    string
+	// key is what besides the repository the render was made from (see
+	// chartInput); a render is reused only for the same key.
+	key string
 }
 
 // NewRenderer wires a Renderer. sources maps source names to their Source;
@@ -139,9 +150,23 @@ func (r *Renderer) RenderAt(ctx context.Context, envName string, rev source.Revi
 
 func (r *Renderer) renderAt(ctx context.Context, env *config.Environment, rev source.Revision) (*Desired, error) {
 	log := r.log.With("env", env.Name, "source", env.Source)
+	var chart *chartInput
+	if env.Helm != nil {
+		var err error
+		if chart, err = r.chartInput(ctx, env); err != nil {
+			return nil, fmt.Errorf("render %s: %w", env.Name, err)
+		}
+	}
+	key := ""
+	if chart != nil {
+		key = chart.key
+	}
 	r.mu.Lock()
 	last := r.cache[env.Name]
 	r.mu.Unlock()
+	if last != nil && last.key != key {
+		last = nil
+	}
 	if last != nil && last.revision.ID() == rev.ID() {
 		return last.desired(env.Name, last.revision)
 	}
@@ -149,7 +174,7 @@ func (r *Renderer) renderAt(ctx context.Context, env *config.Environment, rev so
 	// renders the same objects: skip kustomize and decryption.
 	if last != nil && last.inputs.Unchanged(rev.FS) {
 		r.mu.Lock()
-		r.cache[env.Name] = &rendered{revision: rev, inputs: last.inputs, objects: last.objects}
+		r.cache[env.Name] = &rendered{revision: rev, inputs: last.inputs, objects: last.objects, chart: last.chart, key: key}
 		r.mu.Unlock()
 		log.Debug("inputs unchanged; render reused", "revision", rev.Short())
 		return last.desired(env.Name, rev)
@@ -166,19 +191,26 @@ func (r *Renderer) renderAt(ctx context.Context, env *config.Environment, rev so
 	if err != nil {
 		return nil, fmt.Errorf("render %s: %w", env.Name, err)
 	}
-	objs, err := tree.Build(ctx, opts)
+	var objs []*unstructured.Unstructured
+	var chartName string
+	if chart != nil {
+		objs, chartName, err = buildChart(ctx, tree, env, chart, opts)
+	} else {
+		objs, err = tree.Build(ctx, opts)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("render %s: %w", env.Name, err)
 	}
+	objs = withCreatedNamespace(env, objs)
 	frozen, err := freeze(objs)
 	if err != nil {
 		return nil, fmt.Errorf("render %s: %w", env.Name, err)
 	}
 	r.mu.Lock()
-	r.cache[env.Name] = &rendered{revision: rev, inputs: inputs, objects: frozen}
+	r.cache[env.Name] = &rendered{revision: rev, inputs: inputs, objects: frozen, chart: chartName, key: key}
 	r.mu.Unlock()
-	log.Debug("rendered", "revision", rev.Short(), "objects", len(objs), "duration", time.Since(start))
-	desired := &Desired{Environment: env.Name, Revision: rev, Objects: objs}
+	log.Debug("rendered", "revision", rev.Short(), "objects", len(objs), "chart", chartName, "duration", time.Since(start))
+	desired := &Desired{Environment: env.Name, Revision: rev, Chart: chartName, Objects: objs}
 	if dec != nil {
 		desired.Decrypt = dec.total
 	}
@@ -222,7 +254,7 @@ func (c *rendered) desired(env string, rev source.Revision) (*Desired, error) {
 			return nil, fmt.Errorf("render %s: cached object: %w", env, err)
 		}
 	}
-	return &Desired{Environment: env, Revision: rev, Objects: objs}, nil
+	return &Desired{Environment: env, Revision: rev, Chart: c.chart, Objects: objs}, nil
 }
 
 func freeze(objs []*unstructured.Unstructured) ([][]byte, error) {

@@ -383,7 +383,7 @@ func TestPruneSparesObjectsNeverApplied(t *testing.T) {
 	}
 	records := maps.Clone(inv.records)
 	records[object.ObjMetadata{GroupKind: schema.GroupKind{Kind: "ConfigMap"}, Namespace: "spare-env", Name: "by-hand"}] = record{}
-	if err := c.writeInventory(ctx, inv, records, ""); err != nil {
+	if err := c.writeInventory(ctx, inv, records, "", ""); err != nil {
 		t.Fatal(err)
 	}
 	p := plan(t, c, desired(t, "spare-env", configMaps("spare-env", 2, func(int) string { return "v" })))

@@ -26,6 +26,9 @@ import (
 const (
 	RevisionAnnotation  = "trueup.dev/revision"
 	AppliedAtAnnotation = "trueup.dev/applied-at"
+	// ChartAnnotation is the chart and version a chart environment last
+	// applied (todo-0.3.1).
+	ChartAnnotation = "trueup.dev/chart"
 )
 
 // record is what trueup remembers of one object it applied, kept as the
@@ -116,9 +119,9 @@ func (c *Cluster) readInventory(ctx context.Context, owner Owner) (*inventorySta
 }
 
 // writeInventory stores records as the environment's inventory, and when
-// revision is set, notes it as applied. It replaces the ConfigMap as read,
+// revision is set, notes it (and the chart, if any) as applied. It replaces the ConfigMap as read,
 // so a concurrent change by someone else fails instead of being lost.
-func (c *Cluster) writeInventory(ctx context.Context, st *inventoryState, records map[object.ObjMetadata]record, revision string) error {
+func (c *Cluster) writeInventory(ctx context.Context, st *inventoryState, records map[object.ObjMetadata]record, revision, chart string) error {
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: st.name, Namespace: c.inventoryNamespace}}
 	if st.cm != nil {
 		cm = st.cm.DeepCopy()
@@ -134,6 +137,10 @@ func (c *Cluster) writeInventory(ctx context.Context, st *inventoryState, record
 	if revision != "" {
 		cm.Annotations[RevisionAnnotation] = revision
 		cm.Annotations[AppliedAtAnnotation] = time.Now().UTC().Format(time.RFC3339)
+		cm.Annotations[ChartAnnotation] = chart
+		if chart == "" {
+			delete(cm.Annotations, ChartAnnotation)
+		}
 	}
 	cm.Data = make(map[string]string, len(records))
 	for id, r := range records {
@@ -211,6 +218,7 @@ type InventoryStatus struct {
 	Path      string `json:"path,omitempty"`
 	Objects   int    `json:"objects"`
 	Revision  string `json:"revision,omitempty"`
+	Chart     string `json:"chart,omitempty"`
 	AppliedAt string `json:"appliedAt,omitempty"`
 }
 
@@ -225,7 +233,7 @@ func inventoryStatus(cm *corev1.ConfigMap) (InventoryStatus, bool) {
 		o = Owner{Instance: config.DefaultName, Environment: env}
 	}
 	return InventoryStatus{Environment: o.Environment, Instance: o.Instance, Source: o.Source, Path: o.Path,
-		Objects: len(cm.Data), Revision: cm.Annotations[RevisionAnnotation], AppliedAt: cm.Annotations[AppliedAtAnnotation]}, true
+		Objects: len(cm.Data), Revision: cm.Annotations[RevisionAnnotation], Chart: cm.Annotations[ChartAnnotation], AppliedAt: cm.Annotations[AppliedAtAnnotation]}, true
 }
 
 // Inventories lists the environments of every instance trueup has applied

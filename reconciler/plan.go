@@ -15,7 +15,6 @@ import (
 	"sigs.k8s.io/cli-utils/pkg/common"
 	"sigs.k8s.io/cli-utils/pkg/inventory"
 	"sigs.k8s.io/cli-utils/pkg/object"
-	"sigs.k8s.io/cli-utils/pkg/object/graph"
 )
 
 // PruneAnnotation set to PruneDisabled keeps an object in the cluster when it
@@ -67,9 +66,11 @@ func (c Change) ID() string { return idString(c.id) }
 
 // Plan is what applying an environment's desired state would change.
 type Plan struct {
-	Environment string   `json:"environment"`
-	Revision    string   `json:"revision"`
-	Changes     []Change `json:"changes"`
+	Environment string `json:"environment"`
+	Revision    string `json:"revision"`
+	// Chart is the chart and version of a chart environment (todo-0.3.1).
+	Chart   string   `json:"chart,omitempty"`
+	Changes []Change `json:"changes"`
 	// Inventory is how many objects the environment's inventory holds now.
 	Inventory int `json:"inventory"`
 
@@ -166,7 +167,7 @@ func (c *Cluster) plan(ctx context.Context, desired *Desired, opts PlanOptions) 
 	if err != nil {
 		return nil, fmt.Errorf("plan %s: %w", env, err)
 	}
-	p := &Plan{Environment: env, Revision: desired.Revision.Commit, Inventory: len(inv.records), inventory: inv,
+	p := &Plan{Environment: env, Revision: desired.Revision.Commit, Chart: desired.Chart, Inventory: len(inv.records), inventory: inv,
 		objects: map[object.ObjMetadata]*unstructured.Unstructured{}, fingerprints: map[object.ObjMetadata]string{},
 		refreshed: map[object.ObjMetadata]record{}, deferred: map[object.ObjMetadata]bool{}, force: opts.ForceConflicts,
 		showDiff: opts.Diff}
@@ -184,7 +185,7 @@ func (c *Cluster) plan(ctx context.Context, desired *Desired, opts PlanOptions) 
 		prepared = append(prepared, obj)
 		order = append(order, id)
 	}
-	sets, err := graph.SortObjs(prepared)
+	sets, err := sortObjects(prepared)
 	if err != nil {
 		return nil, fmt.Errorf("plan %s: order of objects: %w", env, err)
 	}
@@ -337,7 +338,7 @@ func (c *Cluster) dryRun(ctx context.Context, p *Plan, id object.ObjMetadata, fo
 		return err
 	}
 	result, err := c.serverSideApply(ctx, obj, force, true)
-	if apierrors.IsInvalid(err) && live != nil && obj.GetAnnotations()[ForceAnnotation] == ForceEnabled {
+	if apierrors.IsInvalid(err) && live != nil && replaceable(obj) {
 		// Refused as a change: an immutable field — or a wrong manifest,
 		// which must not cost the object. Valid as a new object, it is
 		// replaced.

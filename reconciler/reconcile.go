@@ -127,7 +127,7 @@ func (d *Daemon) render(ctx context.Context, r *run, rev source.Revision) error 
 // polls git more often than the cluster is planned against.
 func (d *Daemon) upToDate(r *run) bool {
 	suspect := d.takeSuspect(r.env.Name)
-	return r.rev() == r.e.applied && !suspect && time.Since(r.e.lastCheck) < r.env.Interval
+	return r.rev() == r.e.applied && r.desired.Chart == r.e.appliedChart && !suspect && time.Since(r.e.lastCheck) < r.env.Interval
 }
 
 // plan compares the environment with the cluster. The daemon owns what git
@@ -188,7 +188,7 @@ func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Se
 // its status, metrics and Events, its dependents woken, and its promotion.
 func (d *Daemon) recordSynced(ctx context.Context, r *run, out *Outcome) {
 	name, rev := r.env.Name, r.rev()
-	r.e.applied = rev
+	r.e.applied, r.e.appliedChart = rev, r.desired.Chart
 	now := time.Now()
 	m := d.opts.Metrics
 	m.lastSync.WithLabelValues(name).Set(float64(now.Unix()))
@@ -199,7 +199,7 @@ func (d *Daemon) recordSynced(ctx context.Context, r *run, out *Outcome) {
 	}
 	changed := false
 	d.update(name, func(s *EnvStatus) { changed = s.Status != StatusSynced || s.Revision != rev })
-	d.setStatus(name, StatusSynced, "", func(s *EnvStatus) { s.Revision, s.LastSync = rev, &now })
+	d.setStatus(name, StatusSynced, "", func(s *EnvStatus) { s.Revision, s.Chart, s.LastSync = rev, r.desired.Chart, &now })
 	if changed {
 		d.triggerDependents(name)
 	}

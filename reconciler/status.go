@@ -20,6 +20,9 @@ type EnvStatus struct {
 	Cluster string `json:"cluster"`
 	// Revision is the commit last applied successfully.
 	Revision string `json:"revision,omitempty"`
+	// Chart is the chart and version of that revision, for a chart
+	// environment (todo-0.3.1).
+	Chart string `json:"chart,omitempty"`
 	// Status is synced, out_of_sync, progressing or failed.
 	Status     string     `json:"status"`
 	DriftCount int        `json:"driftCount"`

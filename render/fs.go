@@ -35,6 +35,10 @@ type guardedFS struct {
 	decrypt Decrypter
 	inputs  *Inputs // may be nil
 	limits  config.Limits
+	// sizeOnly, when set, picks the files held to the size limit alone,
+	// not measured as YAML: a chart's templates, which are YAML only once
+	// rendered, and its packaged subcharts.
+	sizeOnly func(rel string) bool
 
 	mu      sync.Mutex
 	problem error // first policy violation seen; kustomize may swallow ours
@@ -305,7 +309,7 @@ func (g *guardedFS) ReadFile(p string) ([]byte, error) {
 // tree, or decrypted.
 func (g *guardedFS) check(rel string, data []byte, decrypted bool) error {
 	err := checkSize(rel, int64(len(data)), g.limits)
-	if err == nil {
+	if err == nil && (g.sizeOnly == nil || !g.sizeOnly(rel)) {
 		sc := &fileScan{budget: g.limits.MaxYAMLNodes}
 		if !decrypted {
 			sc = g.tree.scan(rel, g.limits.MaxYAMLNodes)

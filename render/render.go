@@ -205,18 +205,21 @@ func clusterScopedCRDs(res []*resource.Resource) map[string]bool {
 		if r.GetKind() != "CustomResourceDefinition" {
 			continue
 		}
-		m, err := r.Map()
-		if err != nil {
-			continue
-		}
-		group, _, _ := unstructured.NestedString(m, "spec", "group")
-		kind, _, _ := unstructured.NestedString(m, "spec", "names", "kind")
-		scope, _, _ := unstructured.NestedString(m, "spec", "scope")
-		if scope == "Cluster" {
-			out[group+"/"+kind] = true
+		if m, err := r.Map(); err == nil {
+			addClusterScopedCRD(out, m)
 		}
 	}
 	return out
+}
+
+// addClusterScopedCRD notes the kind that crd, a CustomResourceDefinition,
+// declares when that kind is cluster-scoped.
+func addClusterScopedCRD(out map[string]bool, crd map[string]any) {
+	group, _, _ := unstructured.NestedString(crd, "spec", "group")
+	kind, _, _ := unstructured.NestedString(crd, "spec", "names", "kind")
+	if scope, _, _ := unstructured.NestedString(crd, "spec", "scope"); scope == "Cluster" {
+		out[group+"/"+kind] = true
+	}
 }
 
 // YAML writes objects as one multi-document YAML stream.

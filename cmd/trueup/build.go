@@ -28,8 +28,10 @@ func newBuildCmd(g *globalOptions) *cobra.Command {
 		Use:   "build ENV",
 		Short: "Render one environment as it would be applied (Secret values masked)",
 		Long: `Render one environment of the config: fetch its source (or read --repo), build
-its kustomize overlay, set its namespace and decrypt its SOPS files, then print
-the objects. Secret values print as *** unless --show-secrets is given.`,
+its kustomize overlay or Helm chart, set its namespace and decrypt its SOPS
+files, then print the objects. A chart renders as helm template would, with
+Helm's default capabilities (diff and apply use the cluster's). Secret values
+print as *** unless --show-secrets is given.`,
 		Example: `  trueup build staging --config trueup.yaml
   trueup build production --repo . -o json`,
 		Args: cobra.ExactArgs(1),

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/trueup-dev/trueup/config"
 	"github.com/trueup-dev/trueup/reconciler"
+	"github.com/trueup-dev/trueup/render"
 )
 
 // clusterOptions are kubectl's connection flags, for commands that talk to
@@ -119,5 +121,20 @@ func (p *clusterPool) stop() {
 	defer p.mu.Unlock()
 	for _, t := range p.targets {
 		t.events.Stop()
+	}
+}
+
+// capabilitiesOf gives a chart environment's render the capabilities of the
+// cluster it applies to: def, or one of clusters.
+func capabilitiesOf(def *reconciler.Cluster, clusters map[string]reconciler.Target) reconciler.CapabilitiesFunc {
+	return func(ctx context.Context, env *config.Environment) (*render.Capabilities, error) {
+		if env.Cluster == "" {
+			return def.Capabilities(ctx)
+		}
+		c, ok := clusters[env.Cluster].Client.(*reconciler.Cluster)
+		if !ok {
+			return nil, fmt.Errorf("cluster %s is not connected", env.Cluster)
+		}
+		return c.Capabilities(ctx)
 	}
 }

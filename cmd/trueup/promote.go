@@ -66,16 +66,24 @@ func newSetImageCmd(g *globalOptions) *cobra.Command {
 	o := &commitOptions{}
 	cmd := &cobra.Command{
 		Use:   "set-image ENV NAME=[NEWNAME:]TAG|NAME=[NEWNAME]@DIGEST...",
-		Short: "Commit an image tag or digest into an environment's overlay",
+		Short: "Commit an image tag or digest into an environment's overlay or chart values",
 		Long: `Set images in the images list of ENV's kustomization.yaml, as
 "kustomize edit set image" does, and commit the change on ENV's branch. Only
 the changed values are rewritten: comments, key order and layout stay. NAME
 is the image name as the resources spell it, or its last path element
 ("api" for ghcr.io/acme/api). When the overlay already has the images,
-nothing is committed.`,
+nothing is committed.
+
+For an environment that renders a Helm chart, NAME is an entry of its
+helm.images, and the tag (with NAME=REPOSITORY:TAG also the repository, if
+the entry has a repository key) is written as a string at the entry's key
+paths in the last file of helm.valuesFiles that is not SOPS-encrypted,
+adding the keys when they are missing. Encrypted files are never edited;
+a digest needs an overlay.`,
 		Example: `  trueup set-image staging api=1.4.2 --push
   trueup set-image staging api=ghcr.io/acme/api@sha256:4f6c... worker=1.4.2 --push
-  trueup set-image development api=1.5.0-rc.1 --repo .     # commit in a local checkout`,
+  trueup set-image development api=1.5.0-rc.1 --repo .     # commit in a local checkout
+  trueup set-image development todo=1.4.2 --push           # a chart environment's helm.images entry`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			images := make([]promote.Image, 0, len(args)-1)
@@ -112,7 +120,7 @@ type promoteOptions struct {
 func (o *promoteOptions) BindFlags(fs *pflag.FlagSet) {
 	o.commitOptions.BindFlags(fs)
 	o.cluster.BindFlags(fs)
-	fs.StringSliceVar(&o.Images, "image", nil, "promote only this image (full or short name); repeatable (default: every image FROM's overlay sets)")
+	fs.StringSliceVar(&o.Images, "image", nil, "promote only this image (full or short name; a chart's helm.images name); repeatable (default: every image FROM's overlay sets)")
 	fs.BoolVar(&o.Applied, "applied", false, "promote what FROM runs in the cluster (the revision its inventory records) instead of the head of FROM's branch")
 	fs.StringVar(&o.PRBranch, "pr-branch", "", "push the commit to this new branch, for review, instead of TO's branch")
 }
@@ -128,7 +136,7 @@ func newPromoteCmd(g *globalOptions) *cobra.Command {
 	o := &promoteOptions{}
 	cmd := &cobra.Command{
 		Use:   "promote FROM TO",
-		Short: "Commit the images FROM deploys into TO's overlay",
+		Short: "Commit the images FROM deploys into TO's overlay or chart values",
 		Long: `Read the images list of FROM's kustomization (at the head of FROM's branch,
 or with --applied at the revision FROM runs in the cluster), write those
 entries into TO's kustomization on TO's branch, and commit:
@@ -139,7 +147,13 @@ entries into TO's kustomization on TO's branch, and commit:
 
 When TO already has the images, nothing is committed and the exit code is 0.
 A push that races another commit is retried on the new head; trueup never
-force-pushes.`,
+force-pushes.
+
+When both render Helm charts, the images are the helm.images entries both
+list: each tag (and repository, when both entries have a repository key)
+is read from FROM's values (its plain values files merged in order, then
+helm.values; encrypted files are not read) and written into TO's last
+plain values file. An overlay and a chart do not promote into each other.`,
 		Example: `  trueup promote staging production --push
   trueup promote staging production --image api --pr-branch promote/api-1.4.2 --push
   trueup promote staging production --applied --context staging-cluster --push`,

@@ -156,6 +156,7 @@ invalid change is logged and the running config kept. Serves Prometheus metrics,
 				if err != nil {
 					return reconciler.DaemonOptions{}, err
 				}
+				w.renderer.UseCapabilities(capabilitiesOf(cluster, clusters))
 				return reconciler.DaemonOptions{
 					Config: cfg, Sources: w.sources, Renderer: w.renderer, Cluster: cluster, Clusters: clusters,
 					Metrics: metrics, Events: events, Logger: log, Concurrency: o.Concurrency,

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 
@@ -8,6 +9,7 @@ import (
 
 	"github.com/trueup-dev/trueup/config"
 	"github.com/trueup-dev/trueup/reconciler"
+	"github.com/trueup-dev/trueup/render"
 	"github.com/trueup-dev/trueup/secrets"
 	"github.com/trueup-dev/trueup/source"
 )
@@ -62,7 +64,14 @@ func (g *globalOptions) wireConfig(cfg *config.Config, log *slog.Logger, cacheDi
 	if err != nil {
 		return nil, err
 	}
-	return &wiring{cfg: cfg, sources: sources, renderer: reconciler.NewRenderer(cfg, sources, dec, log)}, nil
+	r := reconciler.NewRenderer(cfg, sources, dec, log)
+	for _, e := range cfg.Environments {
+		if e.Helm.IsRemote() {
+			r.UseCharts(source.NewCharts(source.ChartsOptions{Log: log.With("component", "charts")}))
+			break
+		}
+	}
+	return &wiring{cfg: cfg, sources: sources, renderer: r}, nil
 }
 
 // planRun is what a diff leaves for an apply to use.
@@ -83,11 +92,14 @@ func (g *globalOptions) plan(cmd *cobra.Command, envName string, co *clusterOpti
 	if err != nil {
 		return nil, nil, err
 	}
-	desired, err := w.renderer.Render(cmd.Context(), envName)
+	cluster, err := co.connectEnv(w.cfg, env)
 	if err != nil {
 		return nil, nil, err
 	}
-	cluster, err := co.connectEnv(w.cfg, env)
+	w.renderer.UseCapabilities(func(ctx context.Context, _ *config.Environment) (*render.Capabilities, error) {
+		return cluster.Capabilities(ctx)
+	})
+	desired, err := w.renderer.Render(cmd.Context(), envName)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -39,6 +39,8 @@ var configSections = []configSection{
 	{"`sources[]`", "", "Source", map[string]string{"Auth": "Auth", "Commit": "Commit"}},
 	{"`decryption`", "", "Decryption", nil},
 	{"`environments[]`", "", "Environment", map[string]string{"Promotion": "Promotion", "Limits": "Limits"}},
+	{"`environments[].helm`", "", "Helm", map[string]string{"Auth": "ChartAuth"}},
+	{"`environments[].helm.images[]`", "", "HelmImage", nil},
 }
 
 // ConfigTables renders docs/config.md's key tables from the doc comments of
