@@ -290,7 +290,7 @@ type Environment struct {
 	// is the release namespace. Default: none, so such objects go to the
 	// cluster's default namespace.
 	Namespace string
-	// CreateNamespace creates Namespace when what the environment renders
+	// CreateNamespace creates the namespace when what the environment renders
 	// does not define it, before anything that lives in it, like helm's
 	// --create-namespace; trueup never prunes a namespace it created so.
 	// Needs Namespace. Default false.
@@ -357,11 +357,11 @@ type Helm struct {
 	Chart string
 	// Repository is the chart repository Chart comes from: an HTTP(S)
 	// chart repository (one serving index.yaml) or an OCI registry
-	// (oci://host/path). Required with Chart.
+	// (oci://host/path). Needed with Chart. Default: none.
 	Repository string
 	// Version is the chart's version in Repository: an exact version, or
-	// for an HTTP(S) repository a semver range such as 1.4.x. Required
-	// with Chart.
+	// for an HTTP(S) repository a semver range such as 1.4.x. Needed
+	// with Chart. Default: none.
 	Version string
 	// Auth holds the chart repository's credentials, as files.
 	// Default: anonymous.
@@ -380,7 +380,8 @@ type ChartAuth struct {
 // that hold its tag and, optionally, its repository.
 type HelmImage struct {
 	// Name identifies the image to set-image and promote (todo in
-	// set-image ENV todo=1.4.2); unique within the environment. Required.
+	// set-image ENV todo=1.4.2); a DNS-1123 label, unique within the
+	// environment. Required.
 	Name string
 	// Tag is the dotted key path of the tag in the values, as image.tag.
 	// Required.
@@ -397,7 +398,8 @@ func (h *Helm) IsRemote() bool { return h != nil && h.Chart != "" }
 // Promotion says where an environment's images go next.
 type Promotion struct {
 	// To is the environment that receives the images; not the environment
-	// itself. Required.
+	// itself, and a chart if this environment is one, an overlay if not.
+	// Required.
 	To string
 	// Auto promotes, by a commit, whenever this environment is healthy at a
 	// new revision. Default false: promotion is manual (trueup promote).

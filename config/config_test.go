@@ -263,6 +263,8 @@ func TestLoadBad(t *testing.T) {
 		"values-file-escapes":                `:10:21: environments[0].helm.valuesFiles[0]: "../secrets.yaml" must be a relative path inside the repository`,
 		"bad-image-key-path":                 `:11:29: environments[0].helm.images[0].tag: "image..tag" is not a dotted key path`,
 		"duplicate-helm-image":               `:12:18: environments[0].helm.images[1].name: duplicate image "todo" (first at line 11)`,
+		"bad-helm-image-name":                `:11:18: environments[0].helm.images[0].name: "todo_app" is not a valid name`,
+		"mixed-promotion":                    `:9:21: environments[0].promotion.to: "production" and "chart" are not both Helm charts or both kustomize overlays`,
 		"helm-values-not-a-mapping":          `:10:15: environments[0].helm.values: must be a mapping, not a list`,
 		"inventory-name-too-long":            `:9:11: environments[0].name: "an-environment-with-a-long-name" is too long for instance "a-config-whose-name-is-long-too-long"`,
 	}

@@ -617,6 +617,9 @@ func (p *parser) helm(env object, envName string) *Helm {
 		io := p.object(n, fmt.Sprintf("%s[%d]", o.key("images"), i), "name", "tag", "repository")
 		var img HelmImage
 		img.Name, at = p.required(io, "name")
+		if at != nil {
+			p.label(at, io.key("name"), img.Name)
+		}
 		if first, dup := seen[img.Name]; dup && at != nil {
 			p.errorf(at, io.key("name"), "duplicate image %q (first at line %d)", img.Name, first.Line)
 		} else if at != nil {
@@ -747,6 +750,10 @@ func (p *parser) references(cfg *Config, sources, clusters, envs *names, refs []
 				p.errorf(r.promoteTo.at, r.promoteTo.key, "environment %q promotes to itself", e.Name)
 			} else {
 				p.resolve(envs, r.promoteTo, e.Promotion.To)
+				if to, err := cfg.Environment(e.Promotion.To); err == nil && (to.Helm == nil) != (e.Helm == nil) {
+					p.errorf(r.promoteTo.at, r.promoteTo.key, "%q and %q are not both Helm charts or both kustomize overlays: promotion between the two is not supported",
+						e.Name, to.Name)
+				}
 			}
 		}
 	}
