@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -18,16 +17,13 @@ import (
 	"sort"
 	"strings"
 
-	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/ignore"
-	kubefake "helm.sh/helm/v3/pkg/kube/fake"
+	"helm.sh/helm/v3/pkg/engine"
 	"helm.sh/helm/v3/pkg/release"
 	"helm.sh/helm/v3/pkg/releaseutil"
-	"helm.sh/helm/v3/pkg/storage"
-	"helm.sh/helm/v3/pkg/storage/driver"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"sigs.k8s.io/kustomize/kyaml/resid"
@@ -123,14 +119,14 @@ func (b *chartBuild) build(ctx context.Context) (*Chart, error) {
 	if err != nil {
 		return nil, err
 	}
-	rel, err := b.render(ctx, ch, vals)
+	docs, err := b.render(ch, vals)
 	if err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	objs, err := b.objects(rel)
+	objs, err := b.objects(docs)
 	if err != nil {
 		return nil, err
 	}
@@ -227,11 +223,26 @@ func (b *chartBuild) load() (*chart.Chart, error) {
 		return nil, fmt.Errorf("%s: %s charts are not installable", b.where, t)
 	}
 	if deps := ch.Metadata.Dependencies; deps != nil {
-		if err := action.CheckDependencies(ch, deps); err != nil {
-			return nil, b.helmError(err)
+		if err := checkDependencies(ch, deps); err != nil {
+			return nil, fmt.Errorf("%s: %w", b.where, err)
 		}
 	}
 	return ch, nil
+}
+
+// checkDependencies refuses a chart whose Chart.yaml names dependencies
+// its charts/ directory lacks, as helm install does.
+func checkDependencies(ch *chart.Chart, reqs []*chart.Dependency) error {
+	var missing []string
+	for _, r := range reqs {
+		if !slices.ContainsFunc(ch.Dependencies(), func(d *chart.Chart) bool { return d.Name() == r.Name }) {
+			missing = append(missing, r.Name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("found in Chart.yaml, but missing in charts/ directory: %s", strings.Join(missing, ", "))
+	}
+	return nil
 }
 
 var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
@@ -418,37 +429,76 @@ func defaultKubeVersion() string {
 	return ""
 }
 
-// render runs helm template's install: client only, a dry run, with no
-// cluster, no release storage but memory, and no DNS.
-func (b *chartBuild) render(ctx context.Context, ch *chart.Chart, vals map[string]any) (*release.Release, error) {
+// render renders the chart as helm template does (an install, client
+// only: no cluster, no lookup, no DNS), and returns the documents an apply
+// applies: the CRDs of crds/, the manifests in Helm's install order, then
+// the install and upgrade hooks. Test hooks and those only for delete or
+// rollback are left out, as is NOTES.txt.
+func (b *chartBuild) render(ch *chart.Chart, vals map[string]any) ([]manifest, error) {
 	if err := checkSchemas(ch); err != nil {
 		return nil, fmt.Errorf("%s: %w", b.where, err)
 	}
-	in := action.NewInstall(&action.Configuration{
-		Releases:   storage.Init(driver.NewMemory()),
-		KubeClient: &kubefake.PrintingKubeClient{Out: io.Discard},
-		Log:        func(string, ...any) {},
-	})
-	in.ClientOnly, in.DryRun, in.Replace, in.IncludeCRDs = true, true, true, true
-	in.ReleaseName = cmp.Or(b.opts.ReleaseName, "release-name")
-	in.Namespace = cmp.Or(b.opts.Namespace, "default")
+	name := cmp.Or(b.opts.ReleaseName, "release-name")
+	if err := chartutil.ValidateReleaseName(name); err != nil {
+		return nil, fmt.Errorf("%s: release name %q: %w", b.where, name, oneLine(err))
+	}
+	caps := chartutil.DefaultCapabilities.Copy()
 	kubeVersion := defaultKubeVersion()
 	if c := b.opts.Capabilities; c != nil {
 		kubeVersion = cmp.Or(c.KubeVersion, kubeVersion)
-		in.APIVersions = chartutil.VersionSet(c.APIVersions)
+		caps.APIVersions = append(caps.APIVersions, c.APIVersions...)
 	}
 	if kubeVersion != "" {
 		kv, err := chartutil.ParseKubeVersion(kubeVersion)
 		if err != nil {
 			return nil, fmt.Errorf("%s: kube version %q: %w", b.where, kubeVersion, err)
 		}
-		in.KubeVersion = kv
+		caps.KubeVersion = *kv
 	}
-	rel, err := in.RunWithContext(ctx, ch, vals)
+	if want := ch.Metadata.KubeVersion; want != "" && !chartutil.IsCompatibleRange(want, caps.KubeVersion.String()) {
+		return nil, fmt.Errorf("%s: chart requires kubeVersion: %s which is incompatible with Kubernetes %s", b.where, want, caps.KubeVersion.String())
+	}
+	if err := chartutil.ProcessDependenciesWithMerge(ch, vals); err != nil {
+		return nil, b.helmError(err)
+	}
+	opts := chartutil.ReleaseOptions{Name: name, Namespace: cmp.Or(b.opts.Namespace, "default"), Revision: 1, IsInstall: true}
+	top, err := chartutil.ToRenderValuesWithSchemaValidation(ch, vals, opts, caps, false)
 	if err != nil {
 		return nil, b.helmError(err)
 	}
-	return rel, nil
+	var e engine.Engine // no client: lookup finds nothing; no DNS
+	files, err := e.Render(ch, top)
+	if err != nil {
+		return nil, b.helmError(err)
+	}
+	for k := range files {
+		if strings.HasSuffix(k, "NOTES.txt") {
+			delete(files, k)
+		}
+	}
+	hooks, docs, err := releaseutil.SortManifests(files, nil, releaseutil.InstallOrder)
+	if err != nil {
+		return nil, b.helmError(err)
+	}
+	var out []manifest
+	for _, crd := range ch.CRDObjects() {
+		// A file in crds/ may hold several documents.
+		split := releaseutil.SplitManifests(string(crd.File.Data))
+		keys := slices.Collect(maps.Keys(split))
+		sort.Sort(releaseutil.BySplitManifestsOrder(keys))
+		for _, k := range keys {
+			out = append(out, manifest{source: crd.Filename, text: split[k]})
+		}
+	}
+	for _, m := range docs {
+		out = append(out, manifest{source: m.Name, text: m.Content})
+	}
+	for _, h := range hooks {
+		if slices.ContainsFunc(h.Events, isApplyHook) {
+			out = append(out, manifest{source: h.Path, text: h.Manifest})
+		}
+	}
+	return out, nil
 }
 
 // checkSchemas refuses a values schema, of the chart or a subchart, that
@@ -527,31 +577,6 @@ func builtinSchema(ref string) bool {
 // manifest is a rendered document and the template it came from.
 type manifest struct{ source, text string }
 
-// manifests are the release's documents in helm template's order, then its
-// install and upgrade hooks: those an apply runs. Test hooks and those
-// only for delete or rollback are left out.
-func manifests(rel *release.Release) []manifest {
-	docs := releaseutil.SplitManifests(rel.Manifest)
-	keys := slices.Collect(maps.Keys(docs))
-	sort.Sort(releaseutil.BySplitManifestsOrder(keys))
-	var out []manifest
-	source := ""
-	for _, k := range keys {
-		// Helm heads each template's documents with their source; the
-		// documents of a file in crds/ after the first go without.
-		if line, _, _ := strings.Cut(docs[k], "\n"); strings.HasPrefix(line, "# Source: ") {
-			source = strings.TrimPrefix(line, "# Source: ")
-		}
-		out = append(out, manifest{source: source, text: docs[k]})
-	}
-	for _, h := range rel.Hooks {
-		if slices.ContainsFunc(h.Events, isApplyHook) {
-			out = append(out, manifest{source: h.Path, text: h.Manifest})
-		}
-	}
-	return out
-}
-
 func isApplyHook(e release.HookEvent) bool {
 	switch e {
 	case release.HookPreInstall, release.HookPostInstall, release.HookPreUpgrade, release.HookPostUpgrade:
@@ -562,11 +587,11 @@ func isApplyHook(e release.HookEvent) bool {
 
 // objects parses the rendered documents, each held to the YAML limits
 // first, and the whole to the limits on what a render builds.
-func (b *chartBuild) objects(rel *release.Release) ([]*unstructured.Unstructured, error) {
+func (b *chartBuild) objects(docs []manifest) ([]*unstructured.Unstructured, error) {
 	l := b.g.limits
 	limits := &renderLimits{dir: b.where, limits: l}
 	var objs []*unstructured.Unstructured
-	for _, m := range manifests(rel) {
+	for _, m := range docs {
 		if err := (&fileScan{budget: l.MaxYAMLNodes}).check(m.source, []byte(m.text), l); err != nil {
 			return nil, fmt.Errorf("%s: %w", b.where, err)
 		}

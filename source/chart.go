@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,15 +14,17 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/Masterminds/semver/v3"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"helm.sh/helm/v3/pkg/chart/loader"
-	"helm.sh/helm/v3/pkg/registry"
-	"helm.sh/helm/v3/pkg/repo"
+	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/errdef"
+	"oras.land/oras-go/v2/registry/remote"
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/errcode"
 	"sigs.k8s.io/yaml"
@@ -65,7 +68,7 @@ type Charts struct {
 	cached   int64                   // bytes of archives
 	uses     uint64                  // clock of keptChart.used
 
-	indexFlights   flights[*repo.IndexFile]
+	indexFlights   flights[*chartIndex]
 	archiveFlights flights[*ChartArchive]
 }
 
@@ -140,7 +143,7 @@ type keptChart struct {
 }
 
 type keptIndex struct {
-	versions repo.ChartVersions
+	versions []*indexEntry
 	fetched  time.Time
 }
 
@@ -214,14 +217,12 @@ func flightKey(k chartKey, a config.ChartAuth, digest string) string {
 }
 
 // resolve finds the version h asks for in the repository's index.
-func (c *Charts) resolve(ctx context.Context, h *config.Helm, repository string) (*repo.ChartVersion, error) {
+func (c *Charts) resolve(ctx context.Context, h *config.Helm, repository string) (*indexEntry, error) {
 	versions, err := c.chartVersions(ctx, h, repository)
 	if err != nil {
 		return nil, err
 	}
-	index := repo.IndexFile{Entries: map[string]repo.ChartVersions{h.Chart: versions}}
-	cv, err := index.Get(h.Chart, h.Version)
-	if err == nil {
+	if cv := selectVersion(versions, h.Version); cv != nil {
 		return cv, nil
 	}
 	if _, cerr := semver.NewConstraint(h.Version); cerr != nil {
@@ -230,8 +231,34 @@ func (c *Charts) resolve(ctx context.Context, h *config.Helm, repository string)
 	return nil, fmt.Errorf("no version matches %s; index.yaml has %s", h.Version, listVersions(versions))
 }
 
+// selectVersion picks from versions, sorted newest first, the one version
+// names, as helm's IndexFile.Get does: the entry whose version is exactly
+// the string asked for, else the newest that the semver constraint admits
+// (a prerelease only when the constraint names one); nil when none.
+func selectVersion(versions []*indexEntry, version string) *indexEntry {
+	spec := version
+	if spec == "" {
+		spec = "*"
+	}
+	constraint, err := semver.NewConstraint(spec)
+	if err != nil {
+		return nil
+	}
+	for _, cv := range versions {
+		if version != "" && cv.Version == version {
+			return cv
+		}
+	}
+	for _, cv := range versions {
+		if v, err := semver.NewVersion(cv.Version); err == nil && constraint.Check(v) {
+			return cv
+		}
+	}
+	return nil
+}
+
 // listVersions names the newest versions and counts the rest.
-func listVersions(versions repo.ChartVersions) string {
+func listVersions(versions []*indexEntry) string {
 	var names []string
 	for _, cv := range versions {
 		if len(names) == shownVersions {
@@ -244,7 +271,7 @@ func listVersions(versions repo.ChartVersions) string {
 
 // chartVersions returns the chart's versions from the kept index, or from
 // a fresh index.yaml once the kept one is older than IndexTTL.
-func (c *Charts) chartVersions(ctx context.Context, h *config.Helm, repository string) (repo.ChartVersions, error) {
+func (c *Charts) chartVersions(ctx context.Context, h *config.Helm, repository string) ([]*indexEntry, error) {
 	key := chartKey{repository: repository, chart: h.Chart}
 	c.mu.Lock()
 	kept := c.indexes[key]
@@ -253,7 +280,7 @@ func (c *Charts) chartVersions(ctx context.Context, h *config.Helm, repository s
 		return kept.versions, nil
 	}
 	fetched := time.Now()
-	index, err := c.indexFlights.do(ctx, flightKey(chartKey{repository: repository}, h.Auth, ""), func(ctx context.Context) (*repo.IndexFile, error) {
+	index, err := c.indexFlights.do(ctx, flightKey(chartKey{repository: repository}, h.Auth, ""), func(ctx context.Context) (*chartIndex, error) {
 		return c.fetchIndex(ctx, h, repository)
 	})
 	if err != nil {
@@ -270,7 +297,7 @@ func (c *Charts) chartVersions(ctx context.Context, h *config.Helm, repository s
 }
 
 // chartNames lists a few of the charts an index has, for an error.
-func chartNames(index *repo.IndexFile) string {
+func chartNames(index *chartIndex) string {
 	var names []string
 	for name, versions := range index.Entries {
 		if len(versions) > 0 {
@@ -288,8 +315,8 @@ func chartNames(index *repo.IndexFile) string {
 }
 
 // fetchIndex downloads and parses the repository's index.yaml.
-func (c *Charts) fetchIndex(ctx context.Context, h *config.Helm, repository string) (*repo.IndexFile, error) {
-	indexURL, err := repo.ResolveReferenceURL(repository, "index.yaml")
+func (c *Charts) fetchIndex(ctx context.Context, h *config.Helm, repository string) (*chartIndex, error) {
+	indexURL, err := resolveURL(repository, "index.yaml")
 	if err != nil {
 		return nil, errors.New("the repository is not a valid URL")
 	}
@@ -312,14 +339,28 @@ func (c *Charts) fetchIndex(ctx context.Context, h *config.Helm, repository stri
 	return index, nil
 }
 
+// chartIndex is what trueup reads of a repository's index.yaml.
+type chartIndex struct {
+	APIVersion string                   `json:"apiVersion"`
+	Entries    map[string][]*indexEntry `json:"entries"`
+}
+
+// indexEntry is one chart version of an index.yaml.
+type indexEntry struct {
+	Name    string   `json:"name"`
+	Version string   `json:"version"`
+	Digest  string   `json:"digest"`
+	URLs    []string `json:"urls"`
+}
+
 // parseIndex reads an index.yaml (YAML or JSON) as helm does: entries
 // without a version are dropped, and each chart's versions are sorted
-// newest first.
-func parseIndex(data []byte) (*repo.IndexFile, error) {
+// newest first, those that are not semver last.
+func parseIndex(data []byte) (*chartIndex, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, errors.New("index.yaml is empty")
 	}
-	index := &repo.IndexFile{}
+	index := &chartIndex{}
 	if err := yaml.Unmarshal(data, index); err != nil {
 		return nil, fmt.Errorf("index.yaml: %w", err)
 	}
@@ -327,20 +368,60 @@ func parseIndex(data []byte) (*repo.IndexFile, error) {
 		return nil, errors.New("index.yaml has no apiVersion: not a chart repository index")
 	}
 	for name, versions := range index.Entries {
-		index.Entries[name] = slices.DeleteFunc(versions, func(cv *repo.ChartVersion) bool {
-			return cv == nil || cv.Metadata == nil || cv.Version == ""
+		versions = slices.DeleteFunc(versions, func(cv *indexEntry) bool {
+			return cv == nil || cv.Version == ""
 		})
+		parsed := make(map[*indexEntry]*semver.Version, len(versions))
+		for _, cv := range versions {
+			if v, err := semver.NewVersion(cv.Version); err == nil {
+				parsed[cv] = v
+			}
+		}
+		slices.SortStableFunc(versions, func(a, b *indexEntry) int {
+			va, vb := parsed[a], parsed[b]
+			switch {
+			case va == nil && vb == nil:
+				return 0
+			case va == nil:
+				return 1
+			case vb == nil:
+				return -1
+			}
+			return vb.Compare(va)
+		})
+		index.Entries[name] = versions
 	}
-	index.SortEntries()
 	return index, nil
 }
 
+// resolveURL resolves ref against the repository's URL, whose path is a
+// directory, keeping the repository's query, as helm's
+// repo.ResolveReferenceURL does; an absolute ref is returned as it is.
+func resolveURL(base, ref string) (string, error) {
+	r, err := url.Parse(ref)
+	if err != nil {
+		return "", err
+	}
+	if r.IsAbs() {
+		return ref, nil
+	}
+	b, err := url.Parse(base)
+	if err != nil {
+		return "", err
+	}
+	b.RawPath = strings.TrimSuffix(b.RawPath, "/") + "/"
+	b.Path = strings.TrimSuffix(b.Path, "/") + "/"
+	resolved := b.ResolveReference(r)
+	resolved.RawQuery = b.RawQuery
+	return resolved.String(), nil
+}
+
 // download fetches the archive index.yaml lists for cv and verifies it.
-func (c *Charts) download(ctx context.Context, h *config.Helm, repository string, cv *repo.ChartVersion) (*ChartArchive, error) {
+func (c *Charts) download(ctx context.Context, h *config.Helm, repository string, cv *indexEntry) (*ChartArchive, error) {
 	if len(cv.URLs) == 0 {
 		return nil, fmt.Errorf("index.yaml lists no URL for %s %s", h.Chart, cv.Version)
 	}
-	chartURL, err := repo.ResolveReferenceURL(repository, cv.URLs[0])
+	chartURL, err := resolveURL(repository, cv.URLs[0])
 	if err != nil {
 		return nil, fmt.Errorf("index.yaml lists %s %s at an invalid URL", h.Chart, cv.Version)
 	}
@@ -577,7 +658,18 @@ func (c *Charts) fetchOCI(ctx context.Context, h *config.Helm, u *url.URL) (*Cha
 	})
 }
 
-// pull pulls and verifies the chart with helm's registry client.
+// Media types of a helm chart in an OCI registry, as helm's pkg/registry
+// names them.
+const (
+	helmConfigMediaType = "application/vnd.cncf.helm.config.v1+json"
+	helmChartMediaType  = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
+	// helmLegacyChartMediaType is what early helm versions pushed; helm
+	// still pulls it.
+	helmLegacyChartMediaType = "application/tar+gzip"
+)
+
+// pull pulls and verifies the chart with oras: the manifest of the tag,
+// then its chart layer.
 func (c *Charts) pull(ctx context.Context, h *config.Helm, u *url.URL) (*ChartArchive, error) {
 	creds, err := chartCredentials(h.Auth)
 	if err != nil {
@@ -586,19 +678,22 @@ func (c *Charts) pull(ctx context.Context, h *config.Helm, u *url.URL) (*ChartAr
 	if creds != nil && (creds.Username == "" || creds.Password == "") {
 		return nil, errors.New("an OCI registry needs both helm.auth.usernameFile and helm.auth.passwordFile")
 	}
+	name := u.Host + strings.TrimSuffix(u.Path, "/") + "/" + h.Chart
 	// Helm tags 1.4.2+build as 1.4.2_build: a tag cannot hold a plus.
-	ref := u.Host + strings.TrimSuffix(u.Path, "/") + "/" + h.Chart + ":" + strings.ReplaceAll(h.Version, "+", "_")
+	tag := strings.ReplaceAll(h.Version, "+", "_")
+	ref := name + ":" + tag
 	start := time.Now()
-	var result *registry.PullResult
+	var data []byte
+	var layerDigest string
 	_, err = chartOp(ctx, "pull", "oci://"+ref, c.timeout, func(ctx context.Context, progress *answered) (struct{}, error) {
-		client, err := c.registryClient(ctx, u.Host, creds, progress)
+		repository, err := c.ociRepository(ctx, name, u.Host, creds, progress)
 		if err != nil {
 			return struct{}{}, err
 		}
-		result, err = client.Pull(ref)
+		data, layerDigest, err = pullChart(ctx, repository, tag)
 		if err != nil {
 			return struct{}{}, registryError(err, creds != nil, h.Chart, h.Version, func() ([]string, error) {
-				return client.Tags(ref[:strings.LastIndex(ref, ":")])
+				return chartTags(ctx, repository)
 			})
 		}
 		return struct{}{}, nil
@@ -606,13 +701,9 @@ func (c *Charts) pull(ctx context.Context, h *config.Helm, u *url.URL) (*ChartAr
 	if err != nil {
 		return nil, err
 	}
-	data := result.Chart.Data
-	if int64(len(data)) > config.MaxFileSizeCeiling {
-		return nil, fmt.Errorf("oci://%s: the chart is more than the limit of %s", ref, sizeString(config.MaxFileSizeCeiling))
-	}
 	digest := sha256Digest(data)
-	if !strings.EqualFold(digest, result.Chart.Digest) {
-		return nil, fmt.Errorf("%s %s at oci://%s is %s, but the manifest gives %s: refusing it", h.Chart, h.Version, ref, digest, result.Chart.Digest)
+	if !strings.EqualFold(digest, layerDigest) {
+		return nil, fmt.Errorf("%s %s at oci://%s is %s, but the manifest gives %s: refusing it", h.Chart, h.Version, ref, digest, layerDigest)
 	}
 	if err := checkArchive(data, h.Chart, h.Version); err != nil {
 		return nil, fmt.Errorf("oci://%s: %w", ref, err)
@@ -623,27 +714,104 @@ func (c *Charts) pull(ctx context.Context, h *config.Helm, u *url.URL) (*ChartAr
 	return a, nil
 }
 
-// registryClient returns a helm registry client whose requests end with
-// ctx and are bounded in size, with only the credentials of helm.auth: the
-// user's docker and helm logins are not used, as trueup takes credentials
-// from files alone. A registry on loopback is spoken to in plain HTTP, as
-// local test registries are; any other over HTTPS.
-func (c *Charts) registryClient(ctx context.Context, host string, creds *Auth, progress *answered) (*registry.Client, error) {
+// pullChart fetches the manifest of tag and the chart layer it lists,
+// returning the layer and the digest the manifest gives it. The layer is
+// read up to config.MaxFileSizeCeiling and the size the manifest gives;
+// the caller checks its digest.
+func pullChart(ctx context.Context, repository *remote.Repository, tag string) ([]byte, string, error) {
+	desc, rc, err := repository.FetchReference(ctx, tag)
+	if err != nil {
+		return nil, "", err
+	}
+	raw, err := content.ReadAll(rc, desc)
+	rc.Close()
+	if err != nil {
+		return nil, "", fmt.Errorf("the manifest: %w", err)
+	}
+	var manifest ocispec.Manifest
+	if err := json.Unmarshal(raw, &manifest); err != nil {
+		return nil, "", fmt.Errorf("the manifest: %w", err)
+	}
+	if desc.MediaType != ocispec.MediaTypeImageManifest || (manifest.MediaType != "" && manifest.MediaType != ocispec.MediaTypeImageManifest) {
+		return nil, "", fmt.Errorf("the tag names a %s, not an OCI image manifest as helm pushes", desc.MediaType)
+	}
+	if manifest.Config.MediaType != helmConfigMediaType {
+		return nil, "", fmt.Errorf("the manifest's config is %q, not a helm chart's %s", manifest.Config.MediaType, helmConfigMediaType)
+	}
+	var layer *ocispec.Descriptor
+	for i, l := range manifest.Layers {
+		if l.MediaType == helmChartMediaType || (l.MediaType == helmLegacyChartMediaType && layer == nil) {
+			layer = &manifest.Layers[i]
+		}
+	}
+	switch {
+	case layer == nil:
+		return nil, "", fmt.Errorf("the manifest has no layer of media type %s", helmChartMediaType)
+	case layer.Size < 0 || layer.Size > config.MaxFileSizeCeiling:
+		return nil, "", fmt.Errorf("the chart is %d bytes, more than the limit of %s", layer.Size, sizeString(config.MaxFileSizeCeiling))
+	}
+	rc, err = repository.Blobs().Fetch(ctx, *layer)
+	if err != nil {
+		return nil, "", err
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, layer.Size+1))
+	if err != nil {
+		return nil, "", err
+	}
+	if int64(len(data)) != layer.Size {
+		return nil, "", fmt.Errorf("the chart layer is not the %d bytes the manifest gives", layer.Size)
+	}
+	return data, layer.Digest.String(), nil
+}
+
+// chartTags lists the versions a registry has of a chart as helm does:
+// the tags that are strict semver (with _ for +), newest first.
+func chartTags(ctx context.Context, repository *remote.Repository) ([]string, error) {
+	var versions []*semver.Version
+	err := repository.Tags(ctx, "", func(tags []string) error {
+		for _, tag := range tags {
+			if v, err := semver.StrictNewVersion(strings.ReplaceAll(tag, "_", "+")); err == nil {
+				versions = append(versions, v)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Sort(sort.Reverse(semver.Collection(versions)))
+	names := make([]string, len(versions))
+	for i, v := range versions {
+		names[i] = v.String()
+	}
+	return names, nil
+}
+
+// ociRepository returns the registry repository name (host/path/chart),
+// whose requests end with ctx and are bounded in size, with only the
+// credentials of helm.auth: the user's docker and helm logins are not
+// used, as trueup takes credentials from files alone. A registry on
+// loopback is spoken to in plain HTTP, as local test registries are; any
+// other over HTTPS.
+func (c *Charts) ociRepository(ctx context.Context, name, host string, creds *Auth, progress *answered) (*remote.Repository, error) {
+	repository, err := remote.NewRepository(name)
+	if err != nil {
+		return nil, err
+	}
 	base := c.client.Transport
 	if base == nil {
 		base = http.DefaultTransport
 	}
 	hc := *c.client
 	hc.Transport = &opTransport{ctx: ctx, base: base, progress: progress, limit: config.MaxFileSizeCeiling}
-	authorizer := auth.Client{Client: &hc, Cache: auth.NewCache()}
+	client := &auth.Client{Client: &hc, Cache: auth.NewCache()}
 	if creds != nil {
-		authorizer.Credential = auth.StaticCredential(host, auth.Credential{Username: creds.Username, Password: creds.Password})
+		client.Credential = auth.StaticCredential(host, auth.Credential{Username: creds.Username, Password: creds.Password})
 	}
-	opts := []registry.ClientOption{registry.ClientOptHTTPClient(&hc), registry.ClientOptAuthorizer(authorizer)}
-	if isLoopback(host) {
-		opts = append(opts, registry.ClientOptPlainHTTP())
-	}
-	return registry.NewClient(opts...)
+	repository.Client = client
+	repository.PlainHTTP = isLoopback(host)
+	return repository, nil
 }
 
 // registryError words a registry's refusal; tags lists what exists when
@@ -691,8 +859,9 @@ func isLoopback(hostport string) bool {
 }
 
 // opTransport ends every request of an operation with the operation's
-// context (helm's registry client takes none), marks the operation
-// answered at each response, and fails a response body beyond limit.
+// context, whichever context its caller gave the request, marks the
+// operation answered at each response, and fails a response body beyond
+// limit.
 type opTransport struct {
 	ctx      context.Context
 	base     http.RoundTripper
