@@ -497,18 +497,31 @@ func (p *parser) sourceURL(at *yaml.Node, key, raw string) {
 		p.errorf(at, key, "unsupported scheme %q (use https, http, ssh, git, file, user@host:path or a local path)", scheme)
 		return
 	}
+	if u, ok := p.url(at, key, raw); ok {
+		p.noPassword(at, key, u, "auth.passwordFile")
+	}
+}
+
+// url parses raw, reporting a failure without repeating it: url.Error
+// does, and the URL may hold a password.
+func (p *parser) url(at *yaml.Node, key, raw string) (*url.URL, bool) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		// url.Error repeats the URL, which may hold a password.
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
 		p.errorf(at, key, "not a valid URL: %w", err)
-		return
+		return nil, false
 	}
+	return u, true
+}
+
+// noPassword reports a password in u: the config is a ConfigMap and URLs
+// end up in logs, so it belongs in a file, named by fileKey.
+func (p *parser) noPassword(at *yaml.Node, key string, u *url.URL, fileKey string) {
 	if _, has := u.User.Password(); has {
-		p.errorf(at, key, "must not contain a password; name a file holding it in auth.passwordFile")
+		p.errorf(at, key, "must not contain a password; name a file holding it in %s", fileKey)
 	}
 }
 
@@ -679,13 +692,8 @@ func (p *parser) keyPath(at *yaml.Node, key, v string) {
 // chartRepository accepts the URLs a chart can be fetched from, without a
 // password in them.
 func (p *parser) chartRepository(at *yaml.Node, key, raw string) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		p.errorf(at, key, "not a valid URL: %w", err)
+	u, ok := p.url(at, key, raw)
+	if !ok {
 		return
 	}
 	switch u.Scheme {
@@ -697,9 +705,7 @@ func (p *parser) chartRepository(at *yaml.Node, key, raw string) {
 	if u.Host == "" {
 		p.errorf(at, key, "%q has no host", raw)
 	}
-	if _, has := u.User.Password(); has {
-		p.errorf(at, key, "must not contain a password; name a file holding it in helm.auth.passwordFile")
-	}
+	p.noPassword(at, key, u, "helm.auth.passwordFile")
 }
 
 // repoPath cleans an overlay path and checks that it stays inside the
