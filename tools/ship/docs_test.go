@@ -121,7 +121,7 @@ func TestConfigKeysAreParsed(t *testing.T) {
 	}
 	values := map[string]string{"name": "e", "source": "s", "branch": "main", "path": ".", "namespace": "n",
 		"interval": "1m", "timeout": "1m", "prune": "true", "selfHeal": "true", "wait": "true", "dependsOn": "[f]",
-		"maxPrunePercent": "10", "allowMassPrune": "true", "cluster": "c"}
+		"maxPrunePercent": "10", "allowMassPrune": "true", "cluster": "c", "createNamespace": "true"}
 	doc += "environments:\n  - name: f\n    source: s\n  -\n"
 	promotion := ""
 	for _, k := range yaml["environments[]"] {
@@ -130,7 +130,7 @@ func TestConfigKeysAreParsed(t *testing.T) {
 			promotion += "      to: f\n"
 		case k == "promotion.auto":
 			promotion += "      auto: true\n"
-		case strings.HasPrefix(k, "limits."):
+		case strings.HasPrefix(k, "limits."), k == "helm": // below, and on an environment of its own
 		case values[k] != "":
 			doc += "    " + k + ": " + values[k] + "\n"
 		default:
@@ -138,6 +138,28 @@ func TestConfigKeysAreParsed(t *testing.T) {
 		}
 	}
 	doc = strings.Replace(doc, "  -\n    name", "  - name", 1) + "    promotion:\n" + promotion + limits("    ", yaml["environments[]"])
+	// A chart environment: every key of helm and of its images.
+	helmValues := map[string]string{"releaseName": "r", "valuesFiles": "[v.yaml]", "values": "{a: 1}",
+		"chart": "c", "repository": "https://charts.example.com", "version": "1.0.0",
+		"auth.usernameFile": "/u", "auth.passwordFile": "/p", "images": ""}
+	doc += "  - name: g\n    source: s\n    helm:\n"
+	auth := ""
+	for _, k := range yaml["environments[].helm"] {
+		v, ok := helmValues[k]
+		switch {
+		case !ok:
+			t.Errorf("environments[].helm.%s: no test value; add one", k)
+		case strings.HasPrefix(k, "auth."):
+			auth += "        " + strings.TrimPrefix(k, "auth.") + ": " + v + "\n"
+		case k != "images":
+			doc += "      " + k + ": " + v + "\n"
+		}
+	}
+	doc += "      auth:\n" + auth + "      images:\n        -"
+	for _, k := range yaml["environments[].helm.images[]"] {
+		doc += " " + k + ": " + map[string]string{"name": "app", "tag": "image.tag", "repository": "image.repository"}[k] + "\n         "
+	}
+	doc = strings.TrimRight(doc, " ")
 	if _, err := config.Parse([]byte(doc), "all-keys.yaml"); err != nil {
 		t.Errorf("a config with every documented key: %v\n%s", err, doc)
 	}
