@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/kustomize/api/types"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/kustomize/kyaml/resid"
+	kyaml "sigs.k8s.io/kustomize/kyaml/yaml"
 	"sigs.k8s.io/yaml"
 )
 
@@ -170,6 +171,11 @@ func (b *plainBuilder) resource(dir, p string, chain []string) bool {
 // those of kyaml (config.kubernetes.io/path, index, ...) may be too. krusty
 // knows what each means; a plain build does not.
 func hasKustomizeAnnotation(r *resource.Resource) bool {
+	// Kustomize rewrites the annotations as it goes, which drops an empty
+	// or null annotations field; a plain build would keep it.
+	if n, err := r.Pipe(kyaml.Lookup(kyaml.MetadataField, kyaml.AnnotationsField)); err != nil || n != nil && len(n.Content()) == 0 {
+		return true
+	}
 	for k := range r.GetAnnotations() {
 		if strings.Contains(k, "config.kubernetes.io/") || strings.Contains(k, "config.k8s.io/") {
 			if k != konfig.IgnoredByKustomizeAnnotation {
