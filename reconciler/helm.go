@@ -106,7 +106,7 @@ func withCreatedNamespace(env *config.Environment, objs []*unstructured.Unstruct
 		return objs
 	}
 	for _, o := range objs {
-		if o.GetKind() == "Namespace" && o.GroupVersionKind().Group == "" && o.GetName() == env.Namespace {
+		if isNamespace(o) && o.GetName() == env.Namespace {
 			return objs
 		}
 	}
@@ -116,6 +116,11 @@ func withCreatedNamespace(env *config.Environment, objs []*unstructured.Unstruct
 	ns.SetName(env.Namespace)
 	ns.SetAnnotations(map[string]string{PruneAnnotation: PruneDisabled})
 	return append([]*unstructured.Unstructured{ns}, objs...)
+}
+
+// isNamespace reports a core Namespace.
+func isNamespace(o *unstructured.Unstructured) bool {
+	return o.GetKind() == "Namespace" && o.GroupVersionKind().Group == ""
 }
 
 // hookPhase is when a Helm hook is applied: before the rest (pre-install,
@@ -189,15 +194,16 @@ func sortObjects(objs object.UnstructuredSet) ([]object.UnstructuredSet, error) 
 		return graph.SortObjs(objs)
 	}
 	// The setup group takes what the hooks may need from the rest.
+	mainGroup, setup := group{phase: phaseMain}, group{phase: phaseSetup}
 	var main object.UnstructuredSet
-	for _, o := range byGroup[group{phase: phaseMain}] {
-		if g := (group{phase: phaseSetup}); object.IsCRD(o) || o.GetKind() == "Namespace" && o.GroupVersionKind().Group == "" {
-			byGroup[g] = append(byGroup[g], o)
+	for _, o := range byGroup[mainGroup] {
+		if object.IsCRD(o) || isNamespace(o) {
+			byGroup[setup] = append(byGroup[setup], o)
 		} else {
 			main = append(main, o)
 		}
 	}
-	byGroup[group{phase: phaseMain}] = main
+	byGroup[mainGroup] = main
 	groups := make([]group, 0, len(byGroup))
 	for g := range byGroup {
 		groups = append(groups, g)
