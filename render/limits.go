@@ -81,7 +81,9 @@ type quickStats struct {
 	depth int   // a bound of its documents' nesting
 	// plain is set when there can be no alias (no "*") and no null key
 	// (no "~", no "null" in any case, and no tag, "!", that could spell
-	// null otherwise): nothing expands.
+	// null otherwise), so nothing expands, and when every line ends in
+	// "\n": YAML also breaks lines at a lone "\r" and at NEL, LS and PS,
+	// which the columns below do not see.
 	plain bool
 }
 
@@ -97,7 +99,7 @@ func (q quickStats) within(l config.Limits) bool {
 // line's indentation, or after the "- ", "? " or ": " that begin it. Flow
 // collections nest by brackets, at most as many as there are.
 func quickScan(text string) quickStats {
-	q := quickStats{nodes: upperNodes(text), plain: !strings.ContainsAny(text, "*~!") && !containsNull(text)}
+	q := quickStats{nodes: upperNodes(text), plain: !strings.ContainsAny(text, "*~!\u0085\u2028\u2029") && !containsNull(text) && !loneCR(text)}
 	if !q.plain {
 		return q // the full scan measures it anyway
 	}
@@ -134,6 +136,21 @@ func collectionColumn(line string) int {
 		}
 	}
 	return c
+}
+
+// loneCR reports whether s has a "\r" that is not followed by "\n".
+func loneCR(s string) bool {
+	for i := strings.IndexByte(s, '\r'); i >= 0; {
+		if i+1 == len(s) || s[i+1] != '\n' {
+			return true
+		}
+		j := strings.IndexByte(s[i+1:], '\r')
+		if j < 0 {
+			return false
+		}
+		i += 1 + j
+	}
+	return false
 }
 
 // containsNull reports whether s has "null" in any case.
