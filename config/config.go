@@ -331,6 +331,35 @@ type Environment struct {
 	// with the keys the environment's own limits set replaced.
 	// Default: the top-level limits.
 	Limits Limits
+	// Ignore lists fields that something else owns — an HPA's
+	// spec.replicas, say: trueup leaves them out of what it applies and
+	// out of diff and drift, so their owner keeps them. Default: none.
+	Ignore []IgnoreRule
+}
+
+// IgnoreRule names fields of some of an environment's objects that trueup
+// leaves to their other owners, like Argo CD's ignoreDifferences.
+type IgnoreRule struct {
+	// Target selects the objects; every field it sets must match.
+	// Default: every object of the environment.
+	Target IgnoreTarget
+	// Paths are the fields, as JSON pointers (RFC 6901) such as
+	// /spec/replicas or /metadata/annotations/example.com~1owner; not
+	// the object's apiVersion, kind, name or namespace. Required.
+	Paths []string
+}
+
+// IgnoreTarget selects objects by their group, kind, name and namespace.
+type IgnoreTarget struct {
+	// Group is the API group, as apps for a Deployment, or core for the
+	// core group (ConfigMap, Service). Default: any group.
+	Group string
+	// Kind is the object's kind, as Deployment. Default: any kind.
+	Kind string
+	// Name is the object's name. Default: any name.
+	Name string
+	// Namespace is the object's namespace after render. Default: any.
+	Namespace string
 }
 
 // Helm says how an environment renders a chart, as helm template would.

@@ -74,6 +74,10 @@ func TestLoadGood(t *testing.T) {
 					Name: "production", Source: "deploy", Branch: "production", Path: "overlays/production",
 					Namespace: "app-production", Interval: 5 * time.Minute, Prune: true, Wait: true,
 					Timeout: 5 * time.Minute, MaxPrunePercent: 50, DependsOn: []string{"staging"}, Limits: DefaultLimits(),
+					Ignore: []IgnoreRule{
+						{Target: IgnoreTarget{Group: "apps", Kind: "Deployment", Name: "api", Namespace: "app-production"}, Paths: []string{"/spec/replicas"}},
+						{Paths: []string{"/metadata/annotations/example.com~1owner"}},
+					},
 				}},
 				Limits: DefaultLimits(),
 			}
@@ -266,6 +270,9 @@ func TestLoadBad(t *testing.T) {
 		"bad-helm-image-name":                `:11:18: environments[0].helm.images[0].name: "todo_app" is not a valid name`,
 		"mixed-promotion":                    `:9:21: environments[0].promotion.to: "production" and "chart" are not both Helm charts or both kustomize overlays`,
 		"helm-values-not-a-mapping":          `:10:15: environments[0].helm.values: must be a mapping, not a list`,
+		"bad-ignore-pointer":                 `:11:17: environments[0].ignore[0].paths[0]: "spec.replicas" is not a JSON pointer`,
+		"ignore-identity":                    `:10:33: environments[0].ignore[0].paths[1]: "/metadata/name" names what identifies the object`,
+		"ignore-without-paths":               `:10:9: environments[0].ignore[0].paths: missing: the fields to ignore`,
 		"inventory-name-too-long":            `:9:11: environments[0].name: "an-environment-with-a-long-name" is too long for instance "a-config-whose-name-is-long-too-long"`,
 	}
 	files, err := filepath.Glob("testdata/*.bad.yaml")

@@ -539,7 +539,7 @@ func (p *parser) environments(top object, cfg *Config) (*names, []envRefs) {
 		o := p.object(n, fmt.Sprintf("environments[%d]", i),
 			"name", "source", "cluster", "branch", "path", "namespace", "interval", "prune", "selfHeal",
 			"wait", "timeout", "dependsOn", "promotion", "maxPrunePercent", "allowMassPrune", "limits",
-			"createNamespace", "helm")
+			"createNamespace", "helm", "ignore")
 		e := Environment{
 			Branch:          DefaultBranch,
 			Path:            DefaultPath,
@@ -585,6 +585,7 @@ func (p *parser) environments(top object, cfg *Config) (*names, []envRefs) {
 		if e.Helm.IsRemote() && o.value("path") != nil {
 			p.errorf(o.fields["path"].key, o.key("path"), "must not be set with helm.chart: the chart comes from helm.repository")
 		}
+		e.Ignore = p.ignore(o)
 		e.DependsOn, r.dependsOn = p.stringList(o, "dependsOn")
 		if po, ok := p.child(o, "promotion", "to", "auto"); ok {
 			e.Promotion = &Promotion{Auto: p.boolean(po, "auto", DefaultAutoPromote)}
@@ -671,6 +672,73 @@ func (p *parser) helm(env object, envName string) *Helm {
 		h.Auth.PasswordFile, _ = p.str(a, "passwordFile")
 	}
 	return h
+}
+
+// ignore reads an environment's ignore rules.
+func (p *parser) ignore(env object) []IgnoreRule {
+	var rules []IgnoreRule
+	for i, n := range p.list(env, "ignore") {
+		o := p.object(n, fmt.Sprintf("%s[%d]", env.key("ignore"), i), "target", "paths")
+		var r IgnoreRule
+		if t, ok := p.child(o, "target", "group", "kind", "name", "namespace"); ok {
+			r.Target.Group, _ = p.str(t, "group")
+			r.Target.Kind, _ = p.str(t, "kind")
+			r.Target.Name, _ = p.str(t, "name")
+			r.Target.Namespace, _ = p.str(t, "namespace")
+		}
+		paths, refs := p.stringList(o, "paths")
+		if len(paths) == 0 && o.fields != nil {
+			at := o.node
+			if f, ok := o.fields["paths"]; ok {
+				at = f.key
+			}
+			p.errorf(at, o.key("paths"), "missing: the fields to ignore, as JSON pointers such as /spec/replicas")
+		}
+		for j, path := range paths {
+			if problem := pointerProblem(path); problem != "" {
+				p.errorf(refs[j].at, refs[j].key, "%q %s", path, problem)
+			}
+		}
+		r.Paths = paths
+		rules = append(rules, r)
+	}
+	return rules
+}
+
+// pointerProblem says what is wrong with an ignore rule's JSON pointer, or
+// "".
+func pointerProblem(ptr string) string {
+	tokens, err := ParsePointer(ptr)
+	switch {
+	case err != nil:
+		return err.Error()
+	case len(tokens) == 1 && (tokens[0] == "apiVersion" || tokens[0] == "kind" || tokens[0] == "metadata"),
+		len(tokens) == 2 && tokens[0] == "metadata" && (tokens[1] == "name" || tokens[1] == "namespace"):
+		return "names what identifies the object, which trueup cannot leave out"
+	}
+	return ""
+}
+
+// ParsePointer splits a JSON pointer (RFC 6901) into its reference tokens,
+// unescaped: "/metadata/annotations/a~1b" is metadata, annotations, a/b.
+// The whole document, "", is refused.
+func ParsePointer(ptr string) ([]string, error) {
+	if !strings.HasPrefix(ptr, "/") {
+		return nil, errors.New("is not a JSON pointer: it must start with /, as /spec/replicas")
+	}
+	tokens := strings.Split(ptr[1:], "/")
+	for i, t := range tokens {
+		if t == "" {
+			return nil, errors.New("has an empty part")
+		}
+		for j := 0; j < len(t); j++ {
+			if t[j] == '~' && (j+1 == len(t) || t[j+1] != '0' && t[j+1] != '1') {
+				return nil, errors.New("has a ~ that is not ~0 (~) or ~1 (/)")
+			}
+		}
+		tokens[i] = strings.ReplaceAll(strings.ReplaceAll(t, "~1", "/"), "~0", "~")
+	}
+	return tokens, nil
 }
 
 // MaxReleaseName is Helm's limit on a release's name.

@@ -31,6 +31,9 @@ type Desired struct {
 	// Helm names them (todo-0.3.1); empty for an overlay.
 	Chart   string
 	Objects []*unstructured.Unstructured
+	// Ignore are the environment's ignore rules: fields of the objects
+	// that trueup leaves to their other owners.
+	Ignore []config.IgnoreRule
 	// Decrypt is the time spent decrypting SOPS files, a part of the
 	// render; zero when the render was reused or nothing was encrypted.
 	Decrypt time.Duration
@@ -144,7 +147,7 @@ func (r *Renderer) RenderAt(ctx context.Context, envName string, rev source.Revi
 	if err != nil {
 		return nil, err
 	}
-	desired.Owner = OwnerOf(r.cfg, env)
+	desired.Owner, desired.Ignore = OwnerOf(r.cfg, env), env.Ignore
 	return desired, nil
 }
 

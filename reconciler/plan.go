@@ -195,6 +195,11 @@ func (c *Cluster) plan(ctx context.Context, desired *Desired, opts PlanOptions) 
 	if p.live, err = c.readLive(ctx, order.Union(inv.ids())); err != nil {
 		return nil, fmt.Errorf("plan %s: %w", env, err)
 	}
+	for _, id := range order {
+		if obj := p.objects[id]; leaveIgnored(obj, p.live.objects[id], ignoredPaths(desired.Ignore, id)) {
+			p.fingerprints[id] = fingerprint(obj.Object)
+		}
+	}
 	p.index = make(map[object.ObjMetadata]int, len(order))
 	for i, id := range order {
 		p.Changes = append(p.Changes, newChange(id, ActionUnchanged))

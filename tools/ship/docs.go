@@ -41,6 +41,7 @@ var configSections = []configSection{
 	{"`environments[]`", "", "Environment", map[string]string{"Promotion": "Promotion", "Limits": "Limits"}},
 	{"`environments[].helm`", "", "Helm", map[string]string{"Auth": "ChartAuth"}},
 	{"`environments[].helm.images[]`", "", "HelmImage", nil},
+	{"`environments[].ignore[]`", "", "IgnoreRule", map[string]string{"Target": "IgnoreTarget"}},
 }
 
 // ConfigTables renders docs/config.md's key tables from the doc comments of

@@ -130,7 +130,7 @@ func TestConfigKeysAreParsed(t *testing.T) {
 			promotion += "      to: f\n"
 		case k == "promotion.auto":
 			promotion += "      auto: true\n"
-		case strings.HasPrefix(k, "limits."), k == "helm": // below, and on an environment of its own
+		case strings.HasPrefix(k, "limits."), k == "helm", k == "ignore": // below, and on an environment of its own
 		case values[k] != "":
 			doc += "    " + k + ": " + values[k] + "\n"
 		default:
@@ -138,6 +138,23 @@ func TestConfigKeysAreParsed(t *testing.T) {
 		}
 	}
 	doc = strings.Replace(doc, "  -\n    name", "  - name", 1) + "    promotion:\n" + promotion + limits("    ", yaml["environments[]"])
+	// Every key of an ignore rule.
+	ignoreValues := map[string]string{"target.group": "apps", "target.kind": "Deployment", "target.name": "api",
+		"target.namespace": "n", "paths": "[/spec/replicas]"}
+	doc += "    ignore:\n      - target:\n"
+	paths := ""
+	for _, k := range yaml["environments[].ignore[]"] {
+		v, ok := ignoreValues[k]
+		switch {
+		case !ok:
+			t.Errorf("environments[].ignore[].%s: no test value; add one", k)
+		case strings.HasPrefix(k, "target."):
+			doc += "          " + strings.TrimPrefix(k, "target.") + ": " + v + "\n"
+		default:
+			paths = "        " + k + ": " + v + "\n"
+		}
+	}
+	doc += paths
 	// A chart environment: every key of helm and of its images.
 	helmValues := map[string]string{"releaseName": "r", "valuesFiles": "[v.yaml]", "values": "{a: 1}",
 		"chart": "c", "repository": "https://charts.example.com", "version": "1.0.0",
