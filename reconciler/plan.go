@@ -185,6 +185,9 @@ func (c *Cluster) plan(ctx context.Context, desired *Desired, opts PlanOptions) 
 		prepared = append(prepared, obj)
 		order = append(order, id)
 	}
+	if err := p.resolveDependsOn(prepared); err != nil {
+		return nil, fmt.Errorf("plan %s: %w", env, err)
+	}
 	sets, err := sortObjects(prepared)
 	if err != nil {
 		return nil, fmt.Errorf("plan %s: order of objects: %w", env, err)
