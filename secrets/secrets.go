@@ -1,6 +1,7 @@
 // Package secrets decrypts SOPS-encrypted repository files in memory, with
 // age and PGP private keys loaded from files, and masks Secret values for
-// output. Plaintext never touches disk, and no gpg binary is needed.
+// output. Plaintext never touches disk, and no gpg binary is needed. Where
+// no key is at hand, a Masker renders encrypted values as masked instead.
 package secrets
 
 import (
@@ -59,16 +60,12 @@ type Decryptor struct {
 // returned as they are. path (slash-separated, relative to the repository)
 // picks the format by extension and names the file in errors.
 func (d *Decryptor) DecryptFile(file string, data []byte) ([]byte, error) {
-	if !bytes.Contains(data, marker) {
-		return data, nil
-	}
-	store := storeFor(file)
-	tree, err := store.LoadEncryptedFile(data)
-	if errors.Is(err, sops.MetadataNotFound) {
-		return data, nil // mentions the marker, but is not a SOPS file
-	}
+	store, tree, err := load(data, file)
 	if err != nil {
 		return nil, fmt.Errorf("decrypt %s: %w", file, err)
+	}
+	if store == nil {
+		return data, nil
 	}
 	key, err := tree.Metadata.GetDataKeyWithKeyServices([]keyservice.KeyServiceClient{d}, nil)
 	if err != nil {
@@ -93,6 +90,24 @@ func (d *Decryptor) DecryptFile(file string, data []byte) ([]byte, error) {
 		return nil, fmt.Errorf("decrypt %s: %w", file, err)
 	}
 	return plain, nil
+}
+
+// load parses a SOPS-encrypted file with the store its name picks. A file
+// that is not one comes back with a nil store and no error, to be used as it
+// is.
+func load(data []byte, file string) (store, sops.Tree, error) {
+	if !bytes.Contains(data, marker) {
+		return nil, sops.Tree{}, nil
+	}
+	s := storeFor(file)
+	tree, err := s.LoadEncryptedFile(data)
+	if errors.Is(err, sops.MetadataNotFound) {
+		return nil, sops.Tree{}, nil // mentions the marker, but is not a SOPS file
+	}
+	if err != nil {
+		return nil, sops.Tree{}, err
+	}
+	return s, tree, nil
 }
 
 type store interface {

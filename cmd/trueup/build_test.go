@@ -68,6 +68,111 @@ func TestBuildShowSecrets(t *testing.T) {
 	}
 }
 
+// TestBuildNoDecrypt renders the overlays and the Helm example as a CI job
+// would, with no key anywhere: not the demo key the configs list, not one
+// in the environment. With --no-decrypt every environment renders, exit 0,
+// each encrypted value shown as ***, no plaintext and no ciphertext;
+// without it, the build fails as it always has.
+func TestBuildNoDecrypt(t *testing.T) {
+	home := t.TempDir()
+	for _, k := range []string{"SOPS_AGE_KEY", "SOPS_AGE_KEY_FILE", "SOPS_AGE_KEY_CMD", "SOPS_AGE_SSH_PRIVATE_KEY_FILE", "SOPS_PGP_FP"} {
+		t.Setenv(k, "")
+		if err := os.Unsetenv(k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("HOME", home) // sops' default ~/.config/sops/age/keys.txt
+	t.Setenv("XDG_CONFIG_HOME", home)
+	t.Setenv("GNUPGHOME", home)
+	repo := copyExamples(t)
+	if err := os.RemoveAll(filepath.Join(repo, "keys")); err != nil {
+		t.Fatal(err)
+	}
+	overlays, charts := filepath.Join(repo, "trueup.yaml"), filepath.Join(repo, "helm", "trueup.yaml")
+	plaintexts := []string{"demo-only-s3cret", "correct-horse-battery-staple", "dev-only-p4ssword"}
+
+	builds := []struct {
+		env, config string
+		want        []string
+	}{
+		{"development", overlays, []string{"kind: Secret", "name: db-credentials", "password: '***'", "username: '***'", "namespace: shop-development"}},
+		{"staging", overlays, []string{"kind: Secret", "password: '***'", "namespace: shop-staging"}},
+		{"production", overlays, []string{"kind: Secret", "password: '***'", "namespace: shop-production"}},
+		{"database-development", charts, []string{"kind: Secret", "kind: StatefulSet", "password: '***'", "namespace: todo-development"}},
+		{"database-production", charts, []string{"kind: Secret", "password: '***'", "namespace: todo-production"}},
+		{"development", charts, []string{"kind: Deployment", "image: ghcr.io/acme/todo:1.4.1"}},
+		{"production", charts, []string{"kind: Deployment", "namespace: todo-production"}},
+	}
+	for _, b := range builds {
+		t.Run(filepath.Base(filepath.Dir(b.config))+"/"+b.env, func(t *testing.T) {
+			args := []string{"build", b.env, "--config", b.config}
+			if b.config == overlays {
+				args = append(args, "--repo", repo)
+			}
+			out, errOut, code := run(t, append(args, "--no-decrypt")...)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			for _, w := range b.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+			for _, leak := range append(plaintexts, "ENC[", "sops:", "AGE ENCRYPTED") {
+				if strings.Contains(out+errOut, leak) {
+					t.Errorf("output holds %q:\n%s%s", leak, out, errOut)
+				}
+			}
+			// Without the flag, the missing key file fails the build.
+			out, errOut, code = run(t, args...)
+			if code != 2 || out != "" || !strings.Contains(errOut, "demo.agekey") {
+				t.Errorf("without --no-decrypt: exit %d, %q; want exit 2 naming the key file", code, errOut)
+			}
+		})
+	}
+
+	// A config without keys: the encrypted file fails the build, named,
+	// unless nothing is decrypted.
+	cfg := strings.Replace(readFile(t, overlays), "ageKeyFiles: [keys/demo.agekey]", "ageKeyFiles: []", 1)
+	writeFile(t, overlays, cfg)
+	_, errOut, code := run(t, "build", "staging", "--config", overlays, "--repo", repo)
+	if code != 2 || !strings.Contains(errOut, "base/db-credentials.enc.yaml") || !strings.Contains(errOut, "no matching key") {
+		t.Errorf("keyless config without --no-decrypt: exit %d: %s", code, errOut)
+	}
+	if _, errOut, code := run(t, "build", "staging", "--config", overlays, "--repo", repo, "--no-decrypt"); code != 0 {
+		t.Errorf("keyless config with --no-decrypt: exit %d: %s", code, errOut)
+	}
+
+	// There is nothing decrypted to show.
+	if _, errOut, code := run(t, "build", "staging", "--config", overlays, "--repo", repo, "--no-decrypt", "--show-secrets"); code != 2 || !strings.Contains(errOut, "no-decrypt") {
+		t.Errorf("--no-decrypt --show-secrets: exit %d: %s", code, errOut)
+	}
+}
+
+// TestBuildNoDecryptTypedValue: a template that needs an encrypted value as
+// a number fails with --no-decrypt, exit 2, and the error names the values
+// file and the value that is a masked string now.
+func TestBuildNoDecryptTypedValue(t *testing.T) {
+	repo := copyExamples(t)
+	chart := filepath.Join(repo, "helm", "charts", "postgresql")
+	writeFile(t, filepath.Join(chart, "templates", "pool.yaml"), "{{ if gt .Values.auth.poolSize 10 }}# a large pool{{ end }}\n")
+	values := filepath.Join(repo, "helm", "values", "postgresql", "production.secrets.yaml")
+	// The value's type is in the clear in SOPS' format; the masker needs
+	// nothing else, so a hand-made value will do.
+	enc := strings.Replace(readFile(t, values), "auth:\n", "auth:\n    poolSize: ENC[AES256_GCM,data:MjA=,iv:LCKkUdp50+4Ft7wblcygHwZXuLb7InbL0QXGRBXczyA=,tag:I+kvq96ZWhsrtiWoaX1sxA==,type:int]\n", 1)
+	writeFile(t, values, enc)
+	out, errOut, code := run(t, "build", "database-production", "--config", filepath.Join(repo, "helm", "trueup.yaml"), "--no-decrypt")
+	line := strings.TrimSuffix(errOut, "\n")
+	if code != 2 || out != "" || strings.Contains(line, "\n") {
+		t.Fatalf("exit %d, want 2 and one line; stdout %q, stderr %q", code, out, errOut)
+	}
+	for _, w := range []string{"database-production", "templates/pool.yaml", "values/postgresql/production.secrets.yaml", "auth.poolSize (int)", `"***"`} {
+		if !strings.Contains(line, w) {
+			t.Errorf("error %q does not mention %q", line, w)
+		}
+	}
+}
+
 // TestBuildErrors proves each kind of bad input gives one line naming the
 // environment, the file and the cause, and a non-zero exit.
 func TestBuildErrors(t *testing.T) {

@@ -104,7 +104,7 @@ func TestMalformedKeyFilesNeverLeak(t *testing.T) {
 				t.Fatal(err)
 			}
 			g := &globalOptions{ConfigPath: cfgPath}
-			_, err = g.wireConfig(cfg, log, t.TempDir())
+			_, err = g.wireConfig(cfg, log, t.TempDir(), nil)
 			var errText string
 			switch {
 			case tc.problem == "" && err != nil:

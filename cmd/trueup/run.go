@@ -148,7 +148,7 @@ invalid change is logged and the running config kept. Serves Prometheus metrics,
 			pool := newClusterPool(&o.clusterOptions, metrics, first.Name)
 			defer pool.stop()
 			d := reconciler.NewSupervisor(g.ConfigPath, func(cfg *config.Config) (reconciler.DaemonOptions, error) {
-				w, err := g.wireConfig(cfg, log, o.CacheDir)
+				w, err := g.wireConfig(cfg, log, o.CacheDir, nil)
 				if err != nil {
 					return reconciler.DaemonOptions{}, err
 				}

@@ -25,6 +25,12 @@ type wiring struct {
 // (clones in memory) and decrypter. With --repo, every source reads that
 // local directory instead.
 func (g *globalOptions) wire(cmd *cobra.Command) (*wiring, error) {
+	return g.wireDecrypter(cmd, nil)
+}
+
+// wireDecrypter is wire with dec in place of the config's keys: with dec
+// set, no key file is read. nil loads the keys.
+func (g *globalOptions) wireDecrypter(cmd *cobra.Command, dec render.Decrypter) (*wiring, error) {
 	log, err := g.logger(cmd.ErrOrStderr())
 	if err != nil {
 		return nil, err
@@ -33,11 +39,12 @@ func (g *globalOptions) wire(cmd *cobra.Command) (*wiring, error) {
 	if err != nil {
 		return nil, err
 	}
-	return g.wireConfig(cfg, log, "")
+	return g.wireConfig(cfg, log, "", dec)
 }
 
-// wireConfig builds the sources and decrypter of a loaded config.
-func (g *globalOptions) wireConfig(cfg *config.Config, log *slog.Logger, cacheDir string) (*wiring, error) {
+// wireConfig builds the sources of a loaded config, and its decrypter
+// unless dec is set.
+func (g *globalOptions) wireConfig(cfg *config.Config, log *slog.Logger, cacheDir string, dec render.Decrypter) (*wiring, error) {
 	var err error
 	sources := make(map[string]source.Source, len(cfg.Sources))
 	for _, s := range cfg.Sources {
@@ -56,13 +63,14 @@ func (g *globalOptions) wireConfig(cfg *config.Config, log *slog.Logger, cacheDi
 	}
 	// A decrypter with no keys still recognises encrypted files, so a missing
 	// key is an error naming the file rather than ciphertext sent to a cluster.
-	dec, err := secrets.New(secrets.Options{
-		AgeKeyFiles: cfg.Decryption.AgeKeyFiles,
-		PGPKeyFiles: cfg.Decryption.PGPKeyFiles,
-		Logger:      log,
-	})
-	if err != nil {
-		return nil, err
+	if dec == nil {
+		if dec, err = secrets.New(secrets.Options{
+			AgeKeyFiles: cfg.Decryption.AgeKeyFiles,
+			PGPKeyFiles: cfg.Decryption.PGPKeyFiles,
+			Logger:      log,
+		}); err != nil {
+			return nil, err
+		}
 	}
 	r := reconciler.NewRenderer(cfg, sources, dec, log)
 	for _, e := range cfg.Environments {
