@@ -26,6 +26,9 @@ const (
 	ResultPruned     Result = "pruned"
 	ResultReplaced   Result = "replaced"
 	ResultFailed     Result = "failed"
+	// ResultKept is an object that left git and stays in the cluster,
+	// opted out of pruning (ActionKeep); the inventory no longer lists it.
+	ResultKept Result = "kept"
 	// ResultSkipped is an object not applied because another one failed
 	// first: an apply stops at the first stage with a failure.
 	ResultSkipped Result = "skipped"
@@ -196,11 +199,22 @@ func newApplyRun(c *Cluster, p *Plan, opts ApplyOptions) *applyRun {
 	for _, ch := range p.Changes {
 		r := &ObjectResult{Change: ch, Result: ResultUnchanged}
 		a.results[ch.id] = r
-		if ch.Action != ActionUnchanged && ch.Action != ActionPrune {
+		switch _, listed := a.records[ch.id]; {
+		case ch.Action == ActionPrune:
+			// Listed until it is gone.
+		case ch.Action == ActionKeep:
+			// No longer trueup's: it leaves the inventory with an apply
+			// that prunes, so it is reported kept once, not at every apply
+			// after. Without prune it stays listed, as prunes do.
+			if a.opts.Prune {
+				r.Result = ResultKept
+				delete(a.records, ch.id)
+			}
+		case ch.Action != ActionUnchanged:
 			// Until its apply is known to have landed, nothing is known of
 			// what the object holds: its next plan dry-runs it.
 			a.records[ch.id] = record{}
-		} else if _, ok := a.records[ch.id]; !ok && ch.Action != ActionPrune {
+		case !listed:
 			a.records[ch.id] = record{}
 		}
 	}
@@ -481,8 +495,9 @@ func (a *applyRun) recordOutcome(ctx context.Context) error {
 		if _, desired := a.p.objects[id]; desired || a.results[id] != nil {
 			continue
 		}
-		// In the inventory, not in git, not planned for prune: gone, kept
-		// or taken by another inventory. Without prune it stays listed.
+		// In the inventory, not in git, not planned for prune or keep
+		// (newApplyRun dropped those kept): gone, or taken by another
+		// inventory. Without prune it stays listed.
 		if a.opts.Prune {
 			delete(a.records, id)
 		}

@@ -486,6 +486,23 @@ func (oc *objectCache) startInventories() *cachedInformer {
 	return oc.run(inf, calls)
 }
 
+// listed returns a channel closed once the watch of the inventories has
+// listed them (at once without one), never if the cache's context ends
+// first.
+func (oc *objectCache) listed() <-chan struct{} {
+	ch := make(chan struct{})
+	if oc.inv == nil {
+		close(ch)
+		return ch
+	}
+	go func() {
+		if cache.WaitForCacheSync(oc.ctx.Done(), oc.inv.synced) {
+			close(ch)
+		}
+	}()
+	return ch
+}
+
 // inventory returns the inventory called name from the watch, nil when
 // there is none; false when the watch cannot tell (not synced, or behind
 // what this process last wrote).

@@ -139,8 +139,10 @@ func (c *Cluster) named(err error) error {
 // unchanged revision then costs no request. The watches select objects by
 // their environment label, so they hold these environments' objects and
 // nothing else of the cluster. onChange is called with the environment
-// whose applied object someone changed or deleted.
-func (c *Cluster) StartCache(ctx context.Context, log *slog.Logger, owners []Owner, onChange func(env string)) {
+// whose applied object someone changed or deleted. The channel it returns
+// is closed once the watch of the inventories has listed them; the watches
+// of objects start with the first plan of their kind, which waits for them.
+func (c *Cluster) StartCache(ctx context.Context, log *slog.Logger, owners []Owner, onChange func(env string)) <-chan struct{} {
 	envs := make([]string, len(owners))
 	inventories := make(map[string]string, len(owners))
 	for i, o := range owners {
@@ -152,6 +154,7 @@ func (c *Cluster) StartCache(ctx context.Context, log *slog.Logger, owners []Own
 	})
 	c.cache.Store(oc)
 	context.AfterFunc(ctx, func() { c.cache.CompareAndSwap(oc, nil) }) // its watches stop with ctx
+	return oc.listed()
 }
 
 // environmentSelector selects the objects of envs.

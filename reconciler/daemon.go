@@ -58,8 +58,9 @@ type clusterClient interface {
 	Apply(ctx context.Context, plan *Plan, opts ApplyOptions) (*Outcome, error)
 	// StartCache serves the live state of the environments' objects from
 	// watches until ctx ends, and calls onChange with the environment of
-	// an object someone changed.
-	StartCache(ctx context.Context, log *slog.Logger, owners []Owner, onChange func(env string))
+	// an object someone changed. The channel it returns is closed once
+	// the watches it started have listed once: the daemon is ready.
+	StartCache(ctx context.Context, log *slog.Logger, owners []Owner, onChange func(env string)) (synced <-chan struct{})
 }
 
 var _ clusterClient = (*Cluster)(nil)
@@ -112,8 +113,8 @@ type Daemon struct {
 	mu      sync.Mutex
 	status  map[string]*EnvStatus
 	suspect map[string]bool // an applied object changed since the last plan
-	ready   bool
-	standby bool // waiting to lead: ready to take over, so ready
+	ready   bool            // loops started, watches listed once
+	standby bool            // waiting to lead or to sync: ready to take over, so ready
 }
 
 // envLoop is one environment's loop and what it remembers between runs.
@@ -146,6 +147,7 @@ func NewDaemon(opts DaemonOptions) *Daemon {
 	for i := range opts.Config.Environments {
 		env := &opts.Config.Environments[i]
 		d.status[env.Name] = &EnvStatus{Name: env.Name, Cluster: clusterName(env.Cluster), Status: StatusProgressing}
+		opts.Metrics.setStatus(env.Name, StatusProgressing, "") // a series from the start, not from the first reconcile
 		d.envs[env.Name] = &envLoop{env: env, owner: OwnerOf(opts.Config, env), target: d.target(env.Cluster), trigger: make(chan struct{}, 1)}
 	}
 	for name, src := range opts.Sources {
@@ -172,7 +174,7 @@ func clusterName(name string) string {
 }
 
 // Standby marks a replica that waits for leadership as ready: it can take
-// over at any moment. Run ends standby.
+// over at any moment. Run ends standby once it is ready itself.
 func (d *Daemon) Standby() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -196,35 +198,43 @@ func poke(ch chan struct{}) {
 }
 
 // Run reconciles until ctx ends. A reconcile in progress when ctx ends is
-// abandoned through ctx; the inventory keeps what was applied.
+// abandoned through ctx; the inventory keeps what was applied. The daemon
+// is ready (/readyz) once its loops run and the watches of every cluster
+// have listed once; it does not wait for any reconcile, since a first apply
+// that waits on health can take minutes.
 func (d *Daemon) Run(ctx context.Context) error {
-	d.mu.Lock()
-	d.standby = false
-	d.mu.Unlock()
+	var synced []<-chan struct{}
 	for name, owners := range d.clusters() {
 		if t := d.target(name); t.Client != nil {
-			t.Client.StartCache(ctx, d.log.With("cluster", clusterName(name)), owners, d.suspectDrift)
+			synced = append(synced, t.Client.StartCache(ctx, d.log.With("cluster", clusterName(name)), owners, d.suspectDrift))
 		}
 	}
 	var wg sync.WaitGroup
 	for _, s := range d.sources {
 		wg.Go(func() { d.runSource(ctx, s) })
 	}
-	started := make(chan struct{}, len(d.envs))
 	for _, e := range d.envs {
-		wg.Go(func() { d.runEnv(ctx, e, started) })
+		wg.Go(func() { d.runEnv(ctx, e) })
 	}
-	for range d.envs {
-		select {
-		case <-started:
-		case <-ctx.Done():
-		}
+	if waitAll(ctx, synced) {
+		d.mu.Lock()
+		d.ready, d.standby = true, false
+		d.mu.Unlock()
 	}
-	d.mu.Lock()
-	d.ready = true
-	d.mu.Unlock()
 	wg.Wait()
 	return nil
+}
+
+// waitAll waits until every channel is closed; false if ctx ended first.
+func waitAll(ctx context.Context, chans []<-chan struct{}) bool {
+	for _, ch := range chans {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
 }
 
 // clusters lists the environments of each cluster, by the config's name of
@@ -241,7 +251,7 @@ func (d *Daemon) clusters() map[string][]Owner {
 // runEnv is an environment's loop: it reconciles once the source has been
 // fetched, then whenever woken (its branch moved, a dependency synced, an
 // applied object changed) or its interval passes.
-func (d *Daemon) runEnv(ctx context.Context, e *envLoop, started chan<- struct{}) {
+func (d *Daemon) runEnv(ctx context.Context, e *envLoop) {
 	if s := d.sources[e.env.Source]; s != nil {
 		select {
 		case <-s.firstFetch:
@@ -249,7 +259,6 @@ func (d *Daemon) runEnv(ctx context.Context, e *envLoop, started chan<- struct{}
 			return
 		}
 	}
-	first := true
 	for {
 		select {
 		case d.sem <- struct{}{}:
@@ -258,10 +267,6 @@ func (d *Daemon) runEnv(ctx context.Context, e *envLoop, started chan<- struct{}
 		}
 		err := d.reconcile(ctx, e)
 		<-d.sem
-		if first {
-			started <- struct{}{}
-			first = false
-		}
 		if ctx.Err() != nil {
 			return
 		}

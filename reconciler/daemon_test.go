@@ -6,9 +6,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,6 +22,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/cli-utils/pkg/object"
 
 	"github.com/trueup-dev/trueup/config"
 	"github.com/trueup-dev/trueup/reconciler/clustertest"
@@ -70,7 +74,7 @@ environments:
 		return strings.HasSuffix(r.URL.Path, "/namespaces/d-heal") || strings.Contains(r.URL.Path, "/namespaces/d-heal/")
 	}}
 	cluster := connect(t, healWrites)
-	events := cluster.NewEvents(config.DefaultName)
+	events := cluster.NewEvents(config.DefaultName, log)
 	defer events.Stop()
 	d := NewDaemon(DaemonOptions{
 		Config: cfg, Sources: sources, Renderer: NewRenderer(cfg, sources, nil, log),
@@ -695,7 +699,7 @@ func startDaemon(t *testing.T, config string, w *writes) (*Daemon, *prometheus.R
 	reg := prometheus.NewRegistry()
 	metrics := NewMetrics(reg)
 	cluster := connectWith(t, w, ClusterOptions{Metrics: metrics})
-	events := cluster.NewEvents(cfg.Name)
+	events := cluster.NewEvents(cfg.Name, log)
 	t.Cleanup(events.Stop)
 	d := NewDaemon(DaemonOptions{Config: cfg, Sources: sources, Renderer: NewRenderer(cfg, sources, nil, log),
 		Cluster: cluster, Metrics: metrics, Events: events, Logger: log, Concurrency: 2})
@@ -828,4 +832,284 @@ func gathered(reg *prometheus.Registry, name string) float64 {
 		}
 	}
 	return -1
+}
+
+// gaugeSeries returns the values of a gauge's series whose labels include
+// match, by the value of label.
+func gaugeSeries(reg *prometheus.Registry, name string, match map[string]string, label string) map[string]float64 {
+	out := map[string]float64{}
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			for k, v := range match {
+				if labels[k] != v {
+					continue series
+				}
+			}
+			out[labels[label]] = m.GetGauge().GetValue()
+		}
+	}
+	return out
+}
+
+// fakeConfig is the config of the fake-driven tests: staging, healing
+// (selfHeal) and production (dependsOn staging), all on source deploy.
+func fakeConfig(t *testing.T) *config.Config {
+	t.Helper()
+	cfg, err := configParse(`apiVersion: trueup.dev/v1alpha1
+kind: Config
+sources: [{name: deploy, url: "https://git.example.com/deploy.git"}]
+environments:
+  - {name: staging, source: deploy}
+  - {name: healing, source: deploy, selfHeal: true}
+  - {name: production, source: deploy, dependsOn: [staging]}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// TestFailedRevision: a failed environment keeps the revision it last
+// applied and reports the one that failed — the one it rendered, or read
+// when the render failed, none when the fetch failed — in the status API
+// and trueup_environment_failed_info, until a reconcile succeeds.
+func TestFailedRevision(t *testing.T) {
+	drift := []Change{newChange(object.ObjMetadata{GroupKind: schema.GroupKind{Kind: "ConfigMap"}, Namespace: "app", Name: "settings"}, ActionUpdate)}
+	cases := map[string]struct {
+		env        string // staging unless set
+		applied    string
+		changes    []Change
+		failApply  string
+		renderErr  error
+		fetchErr   error
+		wantFailed string
+	}{
+		"a failed apply reports the revision it rendered": {
+			applied: "old", changes: drift, failApply: "not healthy within 5m0s: Pod web-1: ImagePullBackOff", wantFailed: "new",
+		},
+		"a failed render reports the revision the source read": {
+			applied: "old", renderErr: errors.New("render staging: kustomization.yaml: bad"), wantFailed: "new",
+		},
+		"a failed fetch reports no revision": {
+			applied: "old", fetchErr: errors.New("no answer"), wantFailed: "",
+		},
+		"a failed heal reports the applied revision": {
+			env: "healing", applied: "new", changes: drift, failApply: "admission webhook denied the request", wantFailed: "new",
+		},
+		"a first apply that fails has nothing applied": {
+			changes: drift, failApply: "forbidden", wantFailed: "new",
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			env := tc.env
+			if env == "" {
+				env = "staging"
+			}
+			reg := prometheus.NewRegistry()
+			cluster := &fakeCluster{changes: tc.changes, failApply: tc.failApply}
+			renderer := &fakeRenderer{revision: "new", err: tc.renderErr}
+			d := NewDaemon(DaemonOptions{Config: fakeConfig(t), Cluster: cluster, Renderer: renderer, Metrics: NewMetrics(reg)})
+			src := fetchedSource("deploy", "new")
+			src.err = tc.fetchErr
+			d.sources["deploy"] = src
+			if tc.applied != "" {
+				d.setStatus(env, StatusSynced, "", func(s *EnvStatus) { s.Revision = tc.applied })
+			}
+			e := d.envs[env]
+			e.applied = tc.applied
+			if err := d.reconcile(context.Background(), e); err == nil {
+				t.Fatal("the reconcile did not fail")
+			}
+
+			s := statusOf(d, env)
+			if s.Status != StatusFailed || s.Revision != tc.applied || s.FailedRevision != tc.wantFailed {
+				t.Errorf("status %s, revision %q, failed revision %q; want failed, %q, %q", s.Status, s.Revision, s.FailedRevision, tc.applied, tc.wantFailed)
+			}
+			rec := httptest.NewRecorder()
+			d.Handler(reg).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/environments/"+env, nil))
+			var api map[string]any
+			if err := json.Unmarshal(rec.Body.Bytes(), &api); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := api["failedRevision"].(string); got != tc.wantFailed {
+				t.Errorf("the status API says failedRevision %v, want %q: %s", api["failedRevision"], tc.wantFailed, rec.Body)
+			}
+			failed := gaugeSeries(reg, "trueup_environment_failed_info", map[string]string{"environment": env}, "revision")
+			if len(failed) != 1 || failed[tc.wantFailed] != 1 {
+				t.Errorf("trueup_environment_failed_info of %s by revision: %v, want {%q: 1}", env, failed, tc.wantFailed)
+			}
+
+			// The fault fixed, the next reconcile syncs and clears it.
+			cluster.mu.Lock()
+			cluster.failApply = ""
+			cluster.mu.Unlock()
+			renderer.err, src.err = nil, nil
+			if err := d.reconcile(context.Background(), e); err != nil {
+				t.Fatalf("reconcile after the fix: %v", err)
+			}
+			if s := statusOf(d, env); s.Status != StatusSynced || s.Revision != "new" || s.FailedRevision != "" {
+				t.Errorf("after the fix: status %s, revision %q, failed revision %q; want synced, new, none", s.Status, s.Revision, s.FailedRevision)
+			}
+			if failed := gaugeSeries(reg, "trueup_environment_failed_info", map[string]string{"environment": env}, "revision"); len(failed) != 0 {
+				t.Errorf("trueup_environment_failed_info after the fix: %v", failed)
+			}
+		})
+	}
+}
+
+// TestFailedRevisionKeptWhileRetrying: a retry that is held by a
+// dependency has not succeeded; the revision that failed stays.
+func TestFailedRevisionKeptWhileRetrying(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	drift := []Change{newChange(object.ObjMetadata{GroupKind: schema.GroupKind{Kind: "ConfigMap"}, Namespace: "app", Name: "settings"}, ActionUpdate)}
+	cluster := &fakeCluster{changes: drift, failApply: "forbidden"}
+	d := NewDaemon(DaemonOptions{Config: fakeConfig(t), Cluster: cluster, Renderer: &fakeRenderer{revision: "new"}, Metrics: NewMetrics(reg)})
+	d.sources["deploy"] = fetchedSource("deploy", "new")
+	d.setStatus("staging", StatusSynced, "", func(s *EnvStatus) { s.Revision = "new" })
+	e := d.envs["production"]
+	if err := d.reconcile(context.Background(), e); err == nil {
+		t.Fatal("the reconcile did not fail")
+	}
+	d.setStatus("staging", StatusFailed, "broken")
+	if err := d.reconcile(context.Background(), e); !errors.Is(err, errHeld) {
+		t.Fatalf("the retry was not held: %v", err)
+	}
+	if s := statusOf(d, "production"); s.Status != StatusProgressing || s.FailedRevision != "new" {
+		t.Errorf("held retry: status %s, failed revision %q; want progressing, new", s.Status, s.FailedRevision)
+	}
+	if failed := gaugeSeries(reg, "trueup_environment_failed_info", map[string]string{"environment": "production"}, "revision"); failed["new"] != 1 {
+		t.Errorf("trueup_environment_failed_info while held: %v", failed)
+	}
+}
+
+// TestSyncStatusFromTheStart: every environment has its trueup_sync_status
+// series before its first reconcile, progressing.
+func TestSyncStatusFromTheStart(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	NewDaemon(DaemonOptions{Config: fakeConfig(t), Metrics: NewMetrics(reg)})
+	for _, env := range []string{"staging", "healing", "production"} {
+		got := gaugeSeries(reg, "trueup_sync_status", map[string]string{"environment": env}, "status")
+		want := map[string]float64{StatusProgressing: 1, StatusSynced: 0, StatusOutOfSync: 0, StatusFailed: 0}
+		if !maps.Equal(got, want) {
+			t.Errorf("trueup_sync_status of %s: %v, want %v", env, got, want)
+		}
+	}
+}
+
+// TestReadyDoesNotWaitForReconciles: /readyz answers 200 once the loops
+// run and the watches have listed, while a first apply still waits on
+// health; not before the watches have listed, unless the daemon is a
+// replica ready to take over.
+func TestReadyDoesNotWaitForReconciles(t *testing.T) {
+	start := func(t *testing.T, standby bool) (*Daemon, *fakeCluster, func() int) {
+		reg := prometheus.NewRegistry()
+		cluster := &fakeCluster{release: make(chan struct{}), listed: make(chan struct{})}
+		d := NewDaemon(DaemonOptions{Config: fakeConfig(t), Sources: map[string]source.Source{"deploy": &fakeSource{name: "deploy", commit: "new"}},
+			Cluster: cluster, Renderer: &fakeRenderer{revision: "new"}, Metrics: NewMetrics(reg), Concurrency: 3})
+		if standby {
+			d.Standby()
+		}
+		h := d.Handler(reg)
+		readyz := func() int {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+			return rec.Code
+		}
+		runDaemon(t, d)
+		eventually(t, "every environment's first apply waits", func() error {
+			if n := cluster.applying(); n < 3 {
+				return fmt.Errorf("%d of 3 applies begun", n)
+			}
+			return nil
+		})
+		return d, cluster, readyz
+	}
+	ready := func(readyz func() int) func() error {
+		return func() error {
+			if code := readyz(); code != http.StatusOK {
+				return fmt.Errorf("/readyz: %d", code)
+			}
+			return nil
+		}
+	}
+
+	t.Run("leader", func(t *testing.T) {
+		d, cluster, readyz := start(t, false)
+		if code := readyz(); code != http.StatusServiceUnavailable {
+			t.Errorf("/readyz before the watches listed: %d, want 503", code)
+		}
+		close(cluster.listed)
+		eventually(t, "ready while the first applies wait", ready(readyz))
+		if s := statusOf(d, "staging"); s.Status != StatusProgressing || s.LastSync != nil {
+			t.Errorf("staging is %s (last sync %v) while its apply waits", s.Status, s.LastSync)
+		}
+		close(cluster.release)
+		eventually(t, "staging synced", func() error {
+			if s := statusOf(d, "staging"); s.Status != StatusSynced {
+				return fmt.Errorf("staging is %s (%s)", s.Status, s.LastError)
+			}
+			return nil
+		})
+		if code := readyz(); code != http.StatusOK {
+			t.Errorf("/readyz once synced: %d", code)
+		}
+	})
+
+	t.Run("taking over", func(t *testing.T) {
+		d, cluster, readyz := start(t, true)
+		if code := readyz(); code != http.StatusOK {
+			t.Errorf("/readyz of a replica taking over, before its watches listed: %d, want 200", code)
+		}
+		close(cluster.listed)
+		eventually(t, "standby ends once the watches listed", func() error {
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			if !d.ready || d.standby {
+				return fmt.Errorf("ready %v, standby %v", d.ready, d.standby)
+			}
+			return nil
+		})
+		if code := readyz(); code != http.StatusOK {
+			t.Errorf("/readyz: %d", code)
+		}
+		close(cluster.release)
+	})
+}
+
+// TestReloadStaysReady: the daemon of a changed config is ready while its
+// watches list, as the one it replaces was.
+func TestReloadStaysReady(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	metrics := NewMetrics(reg)
+	opts := func(cluster *fakeCluster) DaemonOptions {
+		return DaemonOptions{Config: fakeConfig(t), Sources: map[string]source.Source{"deploy": &fakeSource{name: "deploy", commit: "new"}},
+			Cluster: cluster, Renderer: &fakeRenderer{revision: "new"}, Metrics: metrics}
+	}
+	s := NewSupervisor("trueup.yaml", nil, slog.New(slog.DiscardHandler))
+	stop := s.start(context.Background(), opts(&fakeCluster{}))
+	defer func() { stop() }()
+	eventually(t, "the first daemon ready", func() error {
+		if d, _ := s.daemon(); !d.Ready() {
+			return fmt.Errorf("not ready")
+		}
+		return nil
+	})
+	// A config change: the new daemon's watches have not listed yet.
+	next := &fakeCluster{listed: make(chan struct{})}
+	stop()
+	stop = s.start(context.Background(), opts(next))
+	if d, _ := s.daemon(); !d.Ready() {
+		t.Error("the new daemon is not ready while its watches list")
+	}
+	close(next.listed)
 }

@@ -21,8 +21,15 @@ type fakeCluster struct {
 	planErr error
 	// failApply makes every applied object fail with this reason.
 	failApply string
-	plans     int
-	applies   []ApplyOptions
+	// release, when set, holds every Apply until it is closed: a first
+	// apply that waits on health.
+	release chan struct{}
+	// listed, when set, is what StartCache returns: the watches list once
+	// it is closed. Unset, they have listed at once.
+	listed  chan struct{}
+	plans   int
+	started int // Applies begun
+	applies []ApplyOptions
 }
 
 var _ clusterClient = (*fakeCluster)(nil)
@@ -37,7 +44,17 @@ func (f *fakeCluster) Plan(_ context.Context, d *Desired, _ PlanOptions) (*Plan,
 	return &Plan{Environment: d.Environment, Revision: d.Revision.Commit, Changes: append([]Change(nil), f.changes...)}, nil
 }
 
-func (f *fakeCluster) Apply(_ context.Context, p *Plan, opts ApplyOptions) (*Outcome, error) {
+func (f *fakeCluster) Apply(ctx context.Context, p *Plan, opts ApplyOptions) (*Outcome, error) {
+	f.mu.Lock()
+	f.started++
+	f.mu.Unlock()
+	if f.release != nil {
+		select {
+		case <-f.release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.applies = append(f.applies, opts)
@@ -52,7 +69,21 @@ func (f *fakeCluster) Apply(_ context.Context, p *Plan, opts ApplyOptions) (*Out
 	return out, nil
 }
 
-func (f *fakeCluster) StartCache(context.Context, *slog.Logger, []Owner, func(string)) {}
+func (f *fakeCluster) StartCache(context.Context, *slog.Logger, []Owner, func(string)) <-chan struct{} {
+	if f.listed != nil {
+		return f.listed
+	}
+	listed := make(chan struct{})
+	close(listed)
+	return listed
+}
+
+// applying is how many Applies have begun, held or not.
+func (f *fakeCluster) applying() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.started
+}
 
 // fakeRenderer renders every environment at revision, or fails.
 type fakeRenderer struct {
@@ -89,4 +120,17 @@ func (f *fakeEvents) Eventf(env, _, reason, format string, args ...any) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.reasons = append(f.reasons, env+"/"+reason+": "+fmt.Sprintf(format, args...))
+}
+
+// fakeSource is a source whose every branch is at commit.
+type fakeSource struct {
+	name, commit string
+}
+
+var _ source.Source = (*fakeSource)(nil)
+
+func (f *fakeSource) Name() string                { return f.name }
+func (f *fakeSource) Fetch(context.Context) error { return nil }
+func (f *fakeSource) Revision(_ context.Context, branch string) (source.Revision, error) {
+	return source.Revision{Source: f.name, Branch: branch, Commit: f.commit}, nil
 }

@@ -17,20 +17,61 @@ import (
 	"sigs.k8s.io/cli-utils/pkg/object"
 )
 
-var jobKind = schema.GroupKind{Group: "batch", Kind: "Job"}
+var (
+	jobKind     = schema.GroupKind{Group: "batch", Kind: "Job"}
+	serviceKind = schema.GroupKind{Kind: "Service"}
+)
+
+// WaitForAddressAnnotation set to WaitForAddressDisabled on a Service of
+// type LoadBalancer lets it count as healthy before its load balancer has an
+// address: for clusters where none ever comes (no cloud controller, or one
+// that reports none) and nothing depends on it.
+const (
+	WaitForAddressAnnotation = "trueup.dev/wait-for-address"
+	WaitForAddressDisabled   = "disabled"
+)
 
 // health is kstatus, except that a Job is healthy only once it has
-// completed. kstatus calls a started Job Current, which would let a
-// Deployment that depends on its migration Job roll out too early.
+// completed, and a Service of type LoadBalancer once its load balancer has
+// an address. kstatus calls both Current early: a started Job, which would
+// let a Deployment that depends on its migration Job roll out too early,
+// and a LoadBalancer Service with a cluster IP, whose address may never
+// come.
 func health(u *unstructured.Unstructured) (*status.Result, error) {
 	res, err := status.Compute(u)
-	if err != nil || res.Status != status.CurrentStatus || u.GroupVersionKind().GroupKind() != jobKind {
+	if err != nil || res.Status != status.CurrentStatus {
 		return res, err
 	}
-	if conditionTrue(u, "Complete") {
-		return res, nil
+	switch u.GroupVersionKind().GroupKind() {
+	case jobKind:
+		if !conditionTrue(u, "Complete") {
+			return &status.Result{Status: status.InProgressStatus, Message: "Job has not completed"}, nil
+		}
+	case serviceKind:
+		if waitsForAddress(u) {
+			return &status.Result{Status: status.InProgressStatus, Message: "waiting for a load balancer address"}, nil
+		}
 	}
-	return &status.Result{Status: status.InProgressStatus, Message: "Job has not completed"}, nil
+	return res, nil
+}
+
+// waitsForAddress reports a Service of type LoadBalancer whose load
+// balancer has no IP or hostname yet, unless it opts out of waiting.
+func waitsForAddress(u *unstructured.Unstructured) bool {
+	if t, _, _ := unstructured.NestedString(u.Object, "spec", "type"); t != string(corev1.ServiceTypeLoadBalancer) ||
+		u.GetAnnotations()[WaitForAddressAnnotation] == WaitForAddressDisabled {
+		return false
+	}
+	ingress, _, _ := unstructured.NestedSlice(u.Object, "status", "loadBalancer", "ingress")
+	for _, in := range ingress {
+		m, _ := in.(map[string]any)
+		ip, _ := m["ip"].(string)
+		hostname, _ := m["hostname"].(string)
+		if ip != "" || hostname != "" {
+			return false
+		}
+	}
+	return true
 }
 
 func conditionTrue(u *unstructured.Unstructured, kind string) bool {

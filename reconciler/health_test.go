@@ -1,6 +1,7 @@
 package reconciler
 
 import (
+	"fmt"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -31,6 +32,43 @@ func TestHealthWaitsForJobCompletion(t *testing.T) {
 			res, err := health(u)
 			if err != nil || res.Status != tc.want {
 				t.Fatalf("got %v %v, want %s", res, err, tc.want)
+			}
+		})
+	}
+}
+
+// TestHealthWaitsForLoadBalancerAddress: a LoadBalancer Service is healthy
+// once its load balancer has an address, or when it opts out of waiting.
+func TestHealthWaitsForLoadBalancerAddress(t *testing.T) {
+	const lb = "apiVersion: v1\nkind: Service\nmetadata: {name: s%s}\nspec: {type: %s, clusterIP: 10.0.0.1}\nstatus: {loadBalancer: %s}\n"
+	for name, tc := range map[string]struct {
+		annotations, specType, loadBalancer string
+		want                                status.Status
+	}{
+		"no address":               {"", "LoadBalancer", "{}", status.InProgressStatus},
+		"an empty ingress":         {"", "LoadBalancer", "{ingress: [{ipMode: VIP}]}", status.InProgressStatus},
+		"an IP":                    {"", "LoadBalancer", "{ingress: [{ip: 192.0.2.1}]}", status.CurrentStatus},
+		"a hostname":               {"", "LoadBalancer", "{ingress: [{hostname: lb.example.com}]}", status.CurrentStatus},
+		"opted out":                {", annotations: {trueup.dev/wait-for-address: disabled}", "LoadBalancer", "{}", status.CurrentStatus},
+		"another annotation value": {", annotations: {trueup.dev/wait-for-address: enabled}", "LoadBalancer", "{}", status.InProgressStatus},
+		"a ClusterIP Service":      {"", "ClusterIP", "{}", status.CurrentStatus},
+		"a NodePort Service":       {"", "NodePort", "{}", status.CurrentStatus},
+	} {
+		t.Run(name, func(t *testing.T) {
+			data, err := yaml.YAMLToJSON([]byte(fmt.Sprintf(lb, tc.annotations, tc.specType, tc.loadBalancer)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			u := &unstructured.Unstructured{}
+			if err := u.UnmarshalJSON(data); err != nil {
+				t.Fatal(err)
+			}
+			res, err := health(u)
+			if err != nil || res.Status != tc.want {
+				t.Fatalf("got %v %v, want %s", res, err, tc.want)
+			}
+			if why := unhealthy(u); tc.want == status.InProgressStatus && why != "InProgress: waiting for a load balancer address" {
+				t.Errorf("reason %q", why)
 			}
 		})
 	}

@@ -23,6 +23,7 @@ var syncStatuses = []string{StatusSynced, StatusOutOfSync, StatusProgressing, St
 type Metrics struct {
 	envInfo           *prometheus.GaugeVec
 	syncStatus        *prometheus.GaugeVec
+	failedRevision    *prometheus.GaugeVec
 	driftObjects      *prometheus.GaugeVec
 	driftDetected     *prometheus.CounterVec
 	managedObjects    *prometheus.GaugeVec
@@ -49,6 +50,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		syncStatus: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "trueup_sync_status", Help: "1 for the environment's current sync status, 0 for the others.",
 		}, []string{"environment", "status"}),
+		failedRevision: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "trueup_environment_failed_info", Help: "1 while the environment is failed, and while it retries a revision that failed, until a reconcile succeeds; revision is the one that failed, empty when the reconcile failed before reading one (a fetch).",
+		}, []string{"environment", "revision"}),
 		driftObjects: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "trueup_drift_objects", Help: "Objects whose live state differs from git at the applied revision.",
 		}, []string{"environment", "group", "kind"}),
@@ -98,7 +102,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "trueup_watches", Help: "Watches the daemon holds on the API server: one per resource type it applies (per namespace where RBAC narrows it), and one of the inventories.",
 		}, []string{"cluster"}),
 	}
-	reg.MustRegister(m.rateLimiterWait, m.throttled, m.watches, m.webhookRequests, m.promotions, m.leader, m.envInfo, m.syncStatus, m.driftObjects, m.driftDetected, m.managedObjects, m.objectsApplied,
+	reg.MustRegister(m.rateLimiterWait, m.throttled, m.watches, m.webhookRequests, m.promotions, m.leader, m.envInfo, m.syncStatus, m.failedRevision, m.driftObjects, m.driftDetected, m.managedObjects, m.objectsApplied,
 		m.reconcileTotal, m.reconcileDuration, m.lastSync, m.fetchTotal, m.fetchDuration)
 	return m
 }
@@ -153,7 +157,16 @@ func (m *Metrics) ObserveWebhook(provider, result string) {
 	m.webhookRequests.WithLabelValues(provider, result).Inc()
 }
 
-func (m *Metrics) setStatus(env, status string) {
+// setStatus sets trueup_sync_status, and trueup_environment_failed_info
+// while the environment is failed or retries failedRevision.
+func (m *Metrics) setStatus(env, status, failedRevision string) {
+	if m == nil {
+		return
+	}
+	m.failedRevision.DeletePartialMatch(prometheus.Labels{"environment": env})
+	if status == StatusFailed || failedRevision != "" {
+		m.failedRevision.WithLabelValues(env, failedRevision).Set(1)
+	}
 	for _, s := range syncStatuses {
 		v := 0.0
 		if s == status {
@@ -177,7 +190,7 @@ func (m *Metrics) forgetRemoved(before, after *config.Config) {
 		if _, err := after.Environment(e.Name); err != nil {
 			for _, v := range []interface {
 				DeletePartialMatch(prometheus.Labels) int
-			}{m.envInfo, m.syncStatus, m.driftObjects, m.driftDetected, m.managedObjects, m.objectsApplied,
+			}{m.envInfo, m.syncStatus, m.failedRevision, m.driftObjects, m.driftDetected, m.managedObjects, m.objectsApplied,
 				m.reconcileTotal, m.reconcileDuration, m.lastSync} {
 				v.DeletePartialMatch(prometheus.Labels{"environment": e.Name})
 			}

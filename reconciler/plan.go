@@ -42,7 +42,17 @@ const (
 	ActionPrune     Action = "prune"
 	// ActionReplace deletes and recreates an object (see ForceAnnotation).
 	ActionReplace Action = "replace"
+	// ActionKeep is an inventory object that left git and stays in the
+	// cluster because it opts out of pruning (PruneAnnotation, or
+	// cli-utils' on-remove: keep); its Note names the annotation. The
+	// apply writes nothing to it and drops it from the inventory, so it is
+	// listed as kept by the plans up to the apply that sees it leave git.
+	ActionKeep Action = "keep"
 )
+
+// writes reports whether an apply writes the object for the action: a kept
+// object, like an unchanged one, is left as it is.
+func (a Action) writes() bool { return a != ActionUnchanged && a != ActionKeep }
 
 // Change is the plan for one object.
 type Change struct {
@@ -111,7 +121,7 @@ func (p *Plan) change(id object.ObjMetadata) *Change {
 // HasChanges reports whether applying would write anything.
 func (p *Plan) HasChanges() bool {
 	for _, c := range p.Changes {
-		if c.Action != ActionUnchanged {
+		if c.Action.writes() {
 			return true
 		}
 	}
@@ -412,21 +422,33 @@ func (p *Plan) creates(gk schema.GroupKind, name string) bool {
 // planPrunes adds the inventory objects that left git and can go: those
 // that carry this inventory's annotation, which only trueup's apply gives
 // them. An object the inventory lists that never got it (an apply that
-// stopped before reaching it) is someone else's, and is never deleted.
+// stopped before reaching it) is someone else's, and is never deleted. An
+// object of this inventory that opts out of pruning is listed as kept. Both
+// follow the desired objects, prunes first, each by name.
 func (p *Plan) planPrunes(order object.ObjMetadataSet) {
 	own := p.inventory.name
-	for _, id := range p.inventory.ids().Diff(order) {
+	left := p.inventory.ids().Diff(order)
+	sort.Slice(left, func(i, j int) bool { return idString(left[i]) < idString(left[j]) })
+	var prunes, kept []Change
+	for _, id := range left {
 		live := p.live.objects[id]
-		if live == nil || keep(live) || owner(live) != own {
-			continue // gone, kept, never applied, or since taken by another inventory
+		switch {
+		case live == nil || owner(live) != own:
+			continue // gone, never applied, or since taken by another inventory
+		case keep(live):
+			ch := newChange(id, ActionKeep)
+			ch.Note = PruneAnnotation + ": " + PruneDisabled
+			if live.GetAnnotations()[PruneAnnotation] != PruneDisabled {
+				ch.Note = common.OnRemoveAnnotation + ": " + common.OnRemoveKeep
+			}
+			kept = append(kept, ch)
+		default:
+			ch := newChange(id, ActionPrune)
+			p.setDiff(&ch, normalize(live), nil)
+			prunes = append(prunes, ch)
 		}
-		ch := newChange(id, ActionPrune)
-		p.setDiff(&ch, normalize(live), nil)
-		p.Changes = append(p.Changes, ch)
 	}
-	sort.SliceStable(p.Changes, func(i, j int) bool {
-		return p.Changes[i].Action != ActionPrune && p.Changes[j].Action == ActionPrune
-	})
+	p.Changes = append(append(p.Changes, prunes...), kept...)
 }
 
 // owner is the inventory a live object belongs to.

@@ -28,6 +28,8 @@ type run struct {
 	plan    *Plan
 	// drifted: the cluster differs from a revision already applied.
 	drifted bool
+	// read is the revision the source read for this run, once fetched.
+	read source.Revision
 }
 
 func (r *run) rev() string { return r.desired.Revision.ID() }
@@ -57,6 +59,7 @@ func (d *Daemon) phases(ctx context.Context, r *run) error {
 	if err := d.timed(r, "fetch", func() (err error) { rev, err = d.revision(r.env); return err }); err != nil {
 		return err
 	}
+	r.read = rev
 	if err := d.render(ctx, r, rev); err != nil {
 		return err
 	}
@@ -219,8 +222,19 @@ func (d *Daemon) recordFailure(r *run, err error) {
 	if !repeated {
 		d.event(r.env.Name, corev1.EventTypeWarning, ReasonReconcileFailed, "%v", err)
 	}
-	d.setStatus(r.env.Name, StatusFailed, err.Error())
+	failed := r.failedRevision()
+	d.setStatus(r.env.Name, StatusFailed, err.Error(), func(s *EnvStatus) { s.FailedRevision = failed })
 	r.e.lastCheck = time.Time{} // the retry plans again, even at the same revision
+}
+
+// failedRevision is the revision a failed run worked from: the one it
+// rendered, else the one its source read (the render failed), else none
+// (the fetch failed).
+func (r *run) failedRevision() string {
+	if r.desired != nil {
+		return r.rev()
+	}
+	return r.read.ID()
 }
 
 func (d *Daemon) event(env, eventType, reason, format string, args ...any) {
@@ -300,7 +314,7 @@ func (d *Daemon) triggerDependents(env string) {
 func driftSummary(p *Plan) string {
 	var ids []string
 	for _, c := range p.Changes {
-		if c.Action != ActionUnchanged {
+		if c.Action.writes() {
 			ids = append(ids, c.ID())
 		}
 	}
@@ -313,7 +327,7 @@ func driftSummary(p *Plan) string {
 func driftCount(p *Plan) int {
 	n := 0
 	for _, c := range p.Changes {
-		if c.Action != ActionUnchanged {
+		if c.Action.writes() {
 			n++
 		}
 	}

@@ -127,6 +127,9 @@ func (s *Supervisor) start(ctx context.Context, opts DaemonOptions) func() {
 	d := NewDaemon(opts)
 	s.mu.Lock()
 	previous := s.current
+	if s.standby || previous != nil && previous.Ready() {
+		d.Standby() // ready while it syncs, as the replica or the daemon before it was
+	}
 	s.current, s.standby = d, false
 	s.mu.Unlock()
 	if previous != nil {

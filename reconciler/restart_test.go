@@ -194,8 +194,8 @@ type notedCluster struct {
 	changes []time.Time
 }
 
-func (c *notedCluster) StartCache(ctx context.Context, log *slog.Logger, owners []Owner, onChange func(env string)) {
-	c.Cluster.StartCache(ctx, log, owners, func(env string) {
+func (c *notedCluster) StartCache(ctx context.Context, log *slog.Logger, owners []Owner, onChange func(env string)) <-chan struct{} {
+	return c.Cluster.StartCache(ctx, log, owners, func(env string) {
 		c.mu.Lock()
 		c.changes = append(c.changes, time.Now())
 		c.mu.Unlock()

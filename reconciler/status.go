@@ -18,11 +18,18 @@ type EnvStatus struct {
 	// Cluster is the config's name of the cluster the environment applies
 	// to; "default" for the default cluster.
 	Cluster string `json:"cluster"`
-	// Revision is the commit last applied successfully.
+	// Revision is the commit last applied successfully; empty until the
+	// first sync.
 	Revision string `json:"revision,omitempty"`
 	// Chart is the chart and version of that revision, for a chart
 	// environment (todo-0.3.1).
 	Chart string `json:"chart,omitempty"`
+	// FailedRevision is the revision the last failed reconcile worked from,
+	// kept until a reconcile succeeds (synced, or out_of_sync without
+	// selfHeal). It may equal Revision (a failed heal or health check),
+	// and is empty when the failure came before a revision was read (a
+	// fetch that failed).
+	FailedRevision string `json:"failedRevision,omitempty"`
 	// Status is synced, out_of_sync, progressing or failed.
 	Status     string     `json:"status"`
 	DriftCount int        `json:"driftCount"`
@@ -34,14 +41,18 @@ type EnvStatus struct {
 // setStatus is the one place an environment's status changes: the status
 // the API reports and trueup_sync_status move together. reason is the last
 // error for failed, what it waits for when progressing, else empty; more
-// changes fields of the status under the same lock.
+// changes fields of the status under the same lock. A status that ends a
+// reconcile well (synced, out_of_sync) clears the failed revision.
 func (d *Daemon) setStatus(env, status, reason string, more ...func(*EnvStatus)) {
-	d.opts.Metrics.setStatus(env, status)
 	d.update(env, func(s *EnvStatus) {
 		s.Status, s.LastError = status, reason
+		if status == StatusSynced || status == StatusOutOfSync {
+			s.FailedRevision = ""
+		}
 		for _, f := range more {
 			f(s)
 		}
+		d.opts.Metrics.setStatus(env, status, s.FailedRevision)
 	})
 }
 
@@ -62,7 +73,7 @@ func (d *Daemon) recordDrift(env string, p *Plan, drifted bool) {
 	}
 	m.driftDetected.WithLabelValues(env).Inc()
 	for _, c := range p.Changes {
-		if c.Action != ActionUnchanged {
+		if c.Action.writes() {
 			m.driftObjects.WithLabelValues(env, c.Group, c.Kind).Inc()
 		}
 	}
@@ -81,17 +92,24 @@ func (d *Daemon) Status() []EnvStatus {
 	return out
 }
 
+// Ready reports what /readyz answers: the daemon has started its loops and
+// the watches of its clusters have listed once, or it is a standby
+// replica, ready to take over. It does not wait for any reconcile: a first
+// apply that waits on health can take minutes.
+func (d *Daemon) Ready() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.ready || d.standby
+}
+
 // Handler serves /metrics, /healthz, /readyz and the status API.
 func (d *Daemon) Handler(g prometheus.Gatherer) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		d.mu.Lock()
-		ready := d.ready || d.standby
-		d.mu.Unlock()
-		if !ready {
-			http.Error(w, "first reconcile of every environment not done yet", http.StatusServiceUnavailable)
+		if !d.Ready() {
+			http.Error(w, "the watches of the clusters have not listed yet", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")

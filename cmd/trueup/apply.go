@@ -29,7 +29,8 @@ func newApplyCmd(g *globalOptions) *cobra.Command {
 server-side dry-run; if any would fail, write nothing. Then apply only what
 changed with server-side apply (field manager trueup), stage by stage in
 dependency order and --apply-concurrency at a time, prune what left git from
-the environment's inventory, and with wait: true wait stage by stage until
+the environment's inventory (listing as kept, and dropping from the inventory,
+objects annotated trueup.dev/prune: disabled), and with wait: true wait stage by stage until
 objects are healthy within the environment's timeout. Nothing is written when
 nothing changed, and nothing is pruned after any failure. Exits non-zero if
 anything failed or did not become healthy, naming each object and why.`,
@@ -63,17 +64,20 @@ anything failed or did not become healthy, naming each object and why.`,
 				}
 			} else {
 				for _, r := range out.Objects {
-					if r.Error != "" {
+					switch {
+					case r.Error != "":
 						fmt.Fprintf(w, "%s %s: %s\n", r.ID(), r.Result, r.Error)
-					} else {
+					case r.Result == reconciler.ResultKept:
+						fmt.Fprintf(w, "%s %s (%s)\n", r.ID(), r.Result, r.Note)
+					default:
 						fmt.Fprintf(w, "%s %s\n", r.ID(), r.Result)
 					}
 				}
 				p := out.Phases
-				fmt.Fprintf(w, "%s at %s: %d created, %d configured, %d replaced, %d unchanged, %d pruned, %d failed, %d skipped in %.1fs (plan %.1fs, apply %.1fs, wait %.1fs, prune %.1fs)\n",
+				fmt.Fprintf(w, "%s at %s: %d created, %d configured, %d replaced, %d unchanged, %d pruned, %d kept, %d failed, %d skipped in %.1fs (plan %.1fs, apply %.1fs, wait %.1fs, prune %.1fs)\n",
 					out.Environment, source.ShortCommit(out.Revision), out.Count(reconciler.ResultCreated), out.Count(reconciler.ResultConfigured),
 					out.Count(reconciler.ResultReplaced), out.Count(reconciler.ResultUnchanged), out.Count(reconciler.ResultPruned),
-					out.Count(reconciler.ResultFailed), out.Count(reconciler.ResultSkipped),
+					out.Count(reconciler.ResultKept), out.Count(reconciler.ResultFailed), out.Count(reconciler.ResultSkipped),
 					p.Plan+p.Apply+p.Wait+p.Prune, p.Plan, p.Apply, p.Wait, p.Prune)
 			}
 			return out.Err()

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 
@@ -74,6 +75,7 @@ type clusterPool struct {
 	opts     *clusterOptions
 	metrics  *reconciler.Metrics
 	instance string
+	log      *slog.Logger
 
 	mu      sync.Mutex
 	targets map[string]pooledCluster // by name, file and content digest
@@ -84,8 +86,8 @@ type pooledCluster struct {
 	events  *reconciler.Events
 }
 
-func newClusterPool(opts *clusterOptions, metrics *reconciler.Metrics, instance string) *clusterPool {
-	return &clusterPool{opts: opts, metrics: metrics, instance: instance, targets: map[string]pooledCluster{}}
+func newClusterPool(opts *clusterOptions, metrics *reconciler.Metrics, instance string, log *slog.Logger) *clusterPool {
+	return &clusterPool{opts: opts, metrics: metrics, instance: instance, log: log, targets: map[string]pooledCluster{}}
 }
 
 // targets returns the clusters of cfg, by name.
@@ -107,7 +109,7 @@ func (p *clusterPool) targetsOf(cfg *config.Config) (map[string]reconciler.Targe
 			if err != nil {
 				return nil, err
 			}
-			t = pooledCluster{cluster: c, events: c.NewEvents(p.instance)}
+			t = pooledCluster{cluster: c, events: c.NewEvents(p.instance, p.log)}
 			p.targets[key] = t
 		}
 		out[cl.Name] = reconciler.Target{Client: t.cluster, Events: t.events}

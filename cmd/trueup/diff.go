@@ -42,8 +42,9 @@ func newDiffCmd(g *globalOptions) *cobra.Command {
 manifest is the one trueup applied last, whose fields trueup still owns and that
 still exists is unchanged without a request of its own; every other object is
 validated with a server-side-apply dry-run (field manager trueup). Also lists
-the objects of the environment's inventory that would be pruned. Secret values
-show as ***. An object that an apply would fail on (invalid, a conflict, owned
+the objects of the environment's inventory that left git: to be pruned, or
+kept when they opt out (trueup.dev/prune: disabled); a kept object alone is no
+difference. Secret values show as ***. An object that an apply would fail on (invalid, a conflict, owned
 by another environment, an unknown kind) is an error naming it.
 
 Exit status, as kubectl diff: 0 no changes, 1 changes, 2 or more an error.`,
@@ -78,7 +79,11 @@ func printPlan(w io.Writer, plan *reconciler.Plan, format string) error {
 	marks := map[reconciler.Action]string{reconciler.ActionCreate: "+", reconciler.ActionUpdate: "~",
 		reconciler.ActionReplace: "!", reconciler.ActionPrune: "-"}
 	for _, c := range plan.Changes {
-		if c.Action == reconciler.ActionUnchanged {
+		switch c.Action {
+		case reconciler.ActionUnchanged:
+			continue
+		case reconciler.ActionKeep:
+			fmt.Fprintf(w, "= keep %s (%s)\n", c.ID(), c.Note)
 			continue
 		}
 		fmt.Fprintf(w, "%s %s %s\n", marks[c.Action], c.Action, c.ID())
@@ -89,9 +94,10 @@ func printPlan(w io.Writer, plan *reconciler.Plan, format string) error {
 			fmt.Fprint(w, c.Diff)
 		}
 	}
-	fmt.Fprintf(w, "%s at %s: %d to create, %d to update, %d to replace, %d to prune, %d unchanged\n",
+	fmt.Fprintf(w, "%s at %s: %d to create, %d to update, %d to replace, %d to prune, %d kept, %d unchanged\n",
 		plan.Environment, source.ShortCommit(plan.Revision), plan.Count(reconciler.ActionCreate), plan.Count(reconciler.ActionUpdate),
-		plan.Count(reconciler.ActionReplace), plan.Count(reconciler.ActionPrune), plan.Count(reconciler.ActionUnchanged))
+		plan.Count(reconciler.ActionReplace), plan.Count(reconciler.ActionPrune), plan.Count(reconciler.ActionKeep),
+		plan.Count(reconciler.ActionUnchanged))
 	return nil
 }
 

@@ -143,9 +143,9 @@ invalid change is logged and the running config kept. Serves Prometheus metrics,
 			}
 			// The instance's name is fixed while the daemon runs: a reload
 			// that changes it is refused.
-			events := cluster.NewEvents(first.Name)
+			events := cluster.NewEvents(first.Name, log)
 			defer events.Stop()
-			pool := newClusterPool(&o.clusterOptions, metrics, first.Name)
+			pool := newClusterPool(&o.clusterOptions, metrics, first.Name, log)
 			defer pool.stop()
 			d := reconciler.NewSupervisor(g.ConfigPath, func(cfg *config.Config) (reconciler.DaemonOptions, error) {
 				w, err := g.wireConfig(cfg, log, o.CacheDir, nil)

@@ -37,8 +37,9 @@ func newStatusCmd(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status [ENV]",
 		Short: "Show each environment's revision, sync status, drift and last error",
-		Long: `With --server, ask a running daemon: revision, sync status, drift count, last
-sync, next run and last error per environment. Without it, read what the
+		Long: `With --server, ask a running daemon: the revision last applied, the revision
+the last failed reconcile worked from (until one succeeds), sync status,
+drift count, last sync, next run and last error per environment. Without it, read what the
 clusters record: each environment's inventory, the revision last applied and
 when — the config's environments, each on its cluster. Without a config file,
 every inventory on the default cluster, of any instance.`,
@@ -60,7 +61,7 @@ every inventory on the default cluster, of any instance.`,
 				}
 				rows, text = st, func(w io.Writer) { printDaemonStatus(w, st) }
 			} else {
-				inv, err := o.inventories(cmd, g)
+				inv, workTrees, err := o.inventories(cmd, g)
 				if err != nil {
 					return err
 				}
@@ -70,7 +71,7 @@ every inventory on the default cluster, of any instance.`,
 						return fmt.Errorf("no inventory for environment %q in the cluster", env)
 					}
 				}
-				rows, text = inv, func(w io.Writer) { printInventories(w, inv) }
+				rows, text = inv, func(w io.Writer) { printInventories(w, inv, workTrees) }
 			}
 			w := cmd.OutOrStdout()
 			if o.Output != "text" {
@@ -85,14 +86,16 @@ every inventory on the default cluster, of any instance.`,
 }
 
 // inventories reads the inventories of the config's instance on each of
-// its clusters, or without a config file, all of the default cluster's.
-func (o *statusOptions) inventories(cmd *cobra.Command, g *globalOptions) ([]reconciler.InventoryStatus, error) {
+// its clusters, or without a config file, all of the default cluster's. It
+// also names the environments whose source is a local directory, where an
+// inventory without a revision is of the working tree.
+func (o *statusOptions) inventories(cmd *cobra.Command, g *globalOptions) ([]reconciler.InventoryStatus, map[string]bool, error) {
 	cfg, err := config.Load(g.ConfigPath)
 	if errors.Is(err, fs.ErrNotExist) && !cmd.Flags().Changed("config") {
 		cfg, err = nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	clusters := []*config.Cluster{nil}
 	if cfg != nil {
@@ -104,11 +107,11 @@ func (o *statusOptions) inventories(cmd *cobra.Command, g *globalOptions) ([]rec
 	for _, cl := range clusters {
 		c, err := o.connectTo(cl, nil)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		inv, err := c.Inventories(cmd.Context())
 		if err != nil {
-			return nil, fmt.Errorf("cluster %s: %w", c.Name(), err)
+			return nil, nil, fmt.Errorf("cluster %s: %w", c.Name(), err)
 		}
 		for _, i := range inv {
 			if cfg == nil || ofConfig(cfg, cl, i) {
@@ -117,7 +120,22 @@ func (o *statusOptions) inventories(cmd *cobra.Command, g *globalOptions) ([]rec
 			}
 		}
 	}
-	return out, nil
+	return out, workTrees(cfg), nil
+}
+
+// workTrees names the environments of cfg (none without one) whose source
+// is a local directory.
+func workTrees(cfg *config.Config) map[string]bool {
+	out := map[string]bool{}
+	if cfg == nil {
+		return out
+	}
+	for _, env := range cfg.Environments {
+		if src, err := cfg.Source(env.Source); err == nil && config.IsLocalPath(src.URL) {
+			out[env.Name] = true
+		}
+	}
+	return out
 }
 
 // ofConfig reports whether an inventory on cluster cl (nil: the default
@@ -163,7 +181,7 @@ func daemonStatus(ctx context.Context, server, env string) ([]reconciler.EnvStat
 
 func printDaemonStatus(w io.Writer, st []reconciler.EnvStatus) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ENVIRONMENT\tCLUSTER\tREVISION\tSTATUS\tDRIFT\tLAST SYNC\tNEXT RUN\tLAST ERROR")
+	fmt.Fprintln(tw, "ENVIRONMENT\tCLUSTER\tREVISION\tFAILED REVISION\tSTATUS\tDRIFT\tLAST SYNC\tNEXT RUN\tLAST ERROR")
 	for _, s := range st {
 		last := "never"
 		if s.LastSync != nil {
@@ -173,7 +191,8 @@ func printDaemonStatus(w io.Writer, st []reconciler.EnvStatus) {
 		if !s.NextRun.IsZero() {
 			next = "in " + time.Until(s.NextRun).Round(time.Second).String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.Name, s.Cluster, source.ShortCommit(s.Revision), s.Status, s.DriftCount, last, next, s.LastError)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.Name, s.Cluster, shortRevision(s.Revision), shortRevision(s.FailedRevision),
+			s.Status, s.DriftCount, last, next, s.LastError)
 	}
 	tw.Flush()
 }
@@ -187,7 +206,9 @@ func filterInventories(inv []reconciler.InventoryStatus, env string) []reconcile
 	return nil
 }
 
-func printInventories(w io.Writer, inv []reconciler.InventoryStatus) {
+// printInventories prints the inventories; an empty revision is "working
+// tree" for the environments of workTrees only, "-" for the others.
+func printInventories(w io.Writer, inv []reconciler.InventoryStatus, workTrees map[string]bool) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ENVIRONMENT\tCLUSTER\tINSTANCE\tOBJECTS\tREVISION\tAPPLIED")
 	for _, i := range inv {
@@ -195,9 +216,23 @@ func printInventories(w io.Writer, inv []reconciler.InventoryStatus) {
 		if t, err := time.Parse(time.RFC3339, i.AppliedAt); err == nil {
 			applied = ago(t) + " ago"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", i.Environment, i.Cluster, i.Instance, i.Objects, source.ShortCommit(i.Revision), applied)
+		rev := shortRevision(i.Revision)
+		if i.Revision == "" && workTrees[i.Environment] {
+			rev = source.ShortCommit("") // a local directory applied without git
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", i.Environment, i.Cluster, i.Instance, i.Objects, rev, applied)
 	}
 	tw.Flush()
+}
+
+// shortRevision abbreviates a revision for a table; "-" when there is
+// none (nothing applied yet, nothing failed), which is not a local
+// directory's working tree: a directory's revision is its digest.
+func shortRevision(rev string) string {
+	if rev == "" {
+		return "-"
+	}
+	return source.ShortCommit(rev)
 }
 
 func ago(t time.Time) string { return time.Since(t).Round(time.Second).String() }
