@@ -174,6 +174,8 @@ func (d *Daemon) apply(ctx context.Context, r *run) (*Outcome, error) {
 			switch {
 			case o.Error != "":
 				r.log.Error("apply failed", "object", o.ID(), "result", o.Result, "err", o.Error)
+			case o.Result == ResultKept:
+				r.log.Info("kept", "object", o.ID(), "reason", o.Note)
 			case o.Result != ResultUnchanged:
 				r.log.Info("applied", "object", o.ID(), "result", o.Result)
 			}
