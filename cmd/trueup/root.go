@@ -85,6 +85,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newSetImageCmd(g),
 		newPromoteCmd(g),
 		newStatusCmd(g),
+		newDestroyCmd(g),
 		newVersionCmd(),
 	)
 	return root
@@ -93,7 +94,16 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 // execute runs the CLI and maps its outcome to an exit code. Errors print as
 // one line, prefixed like kubectl's.
 func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return executeIn(ctx, args, nil, stdout, stderr)
+}
+
+// executeIn is execute with stdin read from in (nil: os.Stdin), which
+// destroy asks for confirmation on.
+func executeIn(ctx context.Context, args []string, in io.Reader, stdout, stderr io.Writer) int {
 	root := newRootCmd(stdout, stderr)
+	if in != nil {
+		root.SetIn(in)
+	}
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
