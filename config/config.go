@@ -9,9 +9,14 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -117,6 +122,9 @@ type Config struct {
 	Decryption Decryption
 	// Environments are the deployments trueup keeps equal to git. Default: none.
 	Environments []Environment
+	// Previews make an environment of each branch that matches, for as long
+	// as the branch exists. Default: none.
+	Previews []Preview
 	// Limits bound what a repository may make a render read and build, for
 	// every environment; an environment's own limits override them key by
 	// key. Default: every limit at its default.
@@ -331,6 +339,9 @@ type Environment struct {
 	// with the keys the environment's own limits set replaced.
 	// Default: the top-level limits.
 	Limits Limits
+	// preview is the name of the preview the environment was made from
+	// (Preview.Expand); "" for an environment of the file.
+	preview string
 	// Ignore lists fields that something else owns — an HPA's
 	// spec.replicas, say: trueup leaves them out of what it applies and
 	// out of diff and drift, so their owner keeps them. Default: none.
@@ -433,6 +444,149 @@ type Promotion struct {
 	// Auto promotes, by a commit, whenever this environment is healthy at a
 	// new revision. Default false: promotion is manual (trueup promote).
 	Auto bool
+}
+
+// Preview is a template of environments: one for each branch of its source
+// that matches Branches, named NAME-SLUG, where SLUG is the branch as a
+// DNS-1123 label (Slug). It takes every key of an environment but name,
+// branch and promotion; {{ .Branch }} in namespace is the slug. Such an
+// environment is torn down — every object in its inventory deleted — once
+// a fetch that succeeded no longer finds its branch, or its TTL has run out.
+type Preview struct {
+	// Name prefixes its environments' names; a DNS-1123 label, and no
+	// environment of the file may be called NAME-anything. Required.
+	Name string
+	// Branches are glob patterns over the source's branches, as
+	// feature/* (path.Match: * stops at a /). Required.
+	Branches []string
+	// TTL tears an environment down once its branch's head commit is this
+	// old (by its committer date), though the branch still exists.
+	// Default: none, an environment lasts as long as its branch.
+	TTL time.Duration
+	// MaxEnvironments bounds its environments, 1 to 1000: branches beyond
+	// are reported, not deployed; the newest commits go first, and an
+	// environment that exists is never dropped for a newer one. Default 10.
+	MaxEnvironments int
+	// Environment is the template: the keys of an environment but name,
+	// branch and promotion, written beside the preview's own. Namespace,
+	// when set, must contain {{ .Branch }}, and is created when the
+	// render does not define it; it goes with the teardown. Required: at
+	// least source.
+	Environment Environment `doc:"inline"`
+
+	maxSlug int // the most characters a slug may have: see slugRoom
+}
+
+// DefaultMaxPreviews is a preview's MaxEnvironments when the config sets
+// none.
+const DefaultMaxPreviews = 10
+
+// branchPlaceholder is where a preview's namespace takes the slug.
+var branchPlaceholder = regexp.MustCompile(`\{\{\s*\.Branch\s*\}\}`)
+
+// minSlug is the least room a preview must leave for its slugs: a hash and
+// a few characters of the branch.
+const minSlug = 16
+
+// slugHash is how many hex digits of the branch's SHA-256 a slug that is
+// not the branch itself ends in.
+const slugHash = 8
+
+// slugRoom is how long a slug may be: the environment's name, PREVIEW-SLUG,
+// must fit the inventory's name with the instance, and the namespace a
+// DNS-1123 label.
+func (p *Preview) slugRoom(instance string) int {
+	room := min(63, MaxInventoryName-len(instance)-1) - len(p.Name) - 1
+	if ns := p.Environment.Namespace; ns != "" {
+		room = min(room, 63-len(branchPlaceholder.ReplaceAllString(ns, "")))
+	}
+	return room
+}
+
+// Matches reports whether branch is one the preview deploys.
+func (p *Preview) Matches(branch string) bool {
+	for _, pattern := range p.Branches {
+		if ok, _ := path.Match(pattern, branch); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Slug is the branch as it names the preview's environment and namespace:
+// a branch of lower-case letters, digits and slashes is itself with each
+// slash a dash (feature/login: feature-login). Any other — with a dash,
+// an underscore, a dot or a capital, or too long — is cleaned up the same
+// way and ends in a short hash of the branch's name, so that two branches
+// never share a slug and a branch's slug never changes.
+func (p *Preview) Slug(branch string) string {
+	room := p.maxSlug
+	if room == 0 {
+		room = 63 - len(p.Name) - 1
+	}
+	plain := strings.Trim(strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			return r
+		case r >= 'A' && r <= 'Z':
+			return r + 'a' - 'A'
+		}
+		return '-'
+	}, branch), "-")
+	for strings.Contains(plain, "--") {
+		plain = strings.ReplaceAll(plain, "--", "-")
+	}
+	exact := branch != "" && strings.Trim(branch, "abcdefghijklmnopqrstuvwxyz0123456789/") == "" && strings.ReplaceAll(branch, "/", "-") == plain
+	if exact && len(plain) <= room {
+		return plain
+	}
+	sum := sha256.Sum256([]byte(branch))
+	hash := hex.EncodeToString(sum[:])[:slugHash]
+	plain = strings.TrimRight(plain[:min(len(plain), room-slugHash-1)], "-")
+	if plain == "" {
+		return hash
+	}
+	return plain + "-" + hash
+}
+
+// Expand is the preview's environment for branch.
+func (p *Preview) Expand(branch string) Environment {
+	e := p.Environment
+	slug := p.Slug(branch)
+	e.Name, e.Branch, e.preview = p.Name+"-"+slug, branch, p.Name
+	e.Namespace = branchPlaceholder.ReplaceAllString(e.Namespace, slug)
+	e.DependsOn = slices.Clone(e.DependsOn)
+	if e.Helm != nil {
+		h := *e.Helm
+		if h.ReleaseName == "" {
+			h.ReleaseName = e.Name
+		}
+		e.Helm = &h
+	}
+	return e
+}
+
+// Preview is the name of the preview the environment was made from, ""
+// for an environment of the config file.
+func (e *Environment) Preview() string { return e.preview }
+
+// PreviewOf returns the preview whose environments are named like env, or
+// nil.
+func (c *Config) PreviewOf(env string) *Preview {
+	for i := range c.Previews {
+		if strings.HasPrefix(env, c.Previews[i].Name+"-") {
+			return &c.Previews[i]
+		}
+	}
+	return nil
+}
+
+// WithEnvironments returns a copy of c that has envs, the environments of
+// its previews, as well as its own.
+func (c *Config) WithEnvironments(envs []Environment) *Config {
+	out := *c
+	out.Environments = append(slices.Clone(c.Environments), envs...)
+	return &out
 }
 
 // Load reads and validates the config file at path. Relative file names in

@@ -6,6 +6,7 @@ import (
 	"go/ast"
 	goparser "go/parser"
 	"go/token"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -83,6 +84,42 @@ func TestLoadGood(t *testing.T) {
 			}
 			if !reflect.DeepEqual(c, want) {
 				t.Errorf("\n got %+v\nwant %+v", c, want)
+			}
+		},
+		"previews.good.yaml": func(t *testing.T, c *Config) {
+			if len(c.Previews) != 2 {
+				t.Fatalf("previews %+v", c.Previews)
+			}
+			test, chart := c.Previews[0], c.Previews[1]
+			if test.TTL != 72*time.Hour || test.MaxEnvironments != 20 || chart.MaxEnvironments != DefaultMaxPreviews || chart.TTL != 0 {
+				t.Errorf("ttl %v %v, maxEnvironments %d %d", test.TTL, chart.TTL, test.MaxEnvironments, chart.MaxEnvironments)
+			}
+			if !test.Matches("develop") || !test.Matches("feature/login") || test.Matches("feature/a/b") || test.Matches("main") {
+				t.Error("branches match wrongly")
+			}
+			e := test.Expand("feature/login")
+			want := Environment{Name: "test-feature-login", Source: "canny", Branch: "feature/login", Path: "overlays/test",
+				Namespace: "canny-feature-login", CreateNamespace: true, Interval: DefaultEnvInterval, Prune: true, SelfHeal: true,
+				Wait: true, Timeout: DefaultTimeout, MaxPrunePercent: DefaultMaxPrunePercent, DependsOn: []string{"production"},
+				Limits: DefaultLimits(), preview: "test"}
+			if !reflect.DeepEqual(e, want) {
+				t.Errorf("\n got %+v\nwant %+v", e, want)
+			}
+			if e.Preview() != "test" || c.Environments[0].Preview() != "" {
+				t.Error("Preview() does not tell a preview's environment")
+			}
+			if got := chart.Expand("chart/x").Helm.ReleaseName; got != "chart-chart-x" {
+				t.Errorf("release name %q, want the environment's name", got)
+			}
+			if c.PreviewOf("test-develop") != &c.Previews[0] || c.PreviewOf("production") != nil {
+				t.Error("PreviewOf")
+			}
+			all := c.WithEnvironments([]Environment{e})
+			if len(all.Environments) != 2 || len(c.Environments) != 1 {
+				t.Error("WithEnvironments changed the config or lost an environment")
+			}
+			if _, err := all.Environment("test-feature-login"); err != nil {
+				t.Error(err)
 			}
 		},
 		"trunk.good.yaml": func(t *testing.T, c *Config) {
@@ -273,6 +310,12 @@ func TestLoadBad(t *testing.T) {
 		"bad-ignore-pointer":                 `:11:17: environments[0].ignore[0].paths[0]: "spec.replicas" is not a JSON pointer`,
 		"ignore-identity":                    `:10:33: environments[0].ignore[0].paths[1]: "/metadata/name" names what identifies the object`,
 		"ignore-without-paths":               `:10:9: environments[0].ignore[0].paths: missing: the fields to ignore`,
+		"preview-bad-pattern":                `:15:16: previews[0].branches[0]: "feature/[a" is not a branch pattern`,
+		"preview-branch-key":                 `:16:5: previews[0].branch: unknown key (did you mean "branches"?)`,
+		"preview-clashes-environment":        `:13:11: previews[0].name: environment "canny-production" would clash with this preview's environments`,
+		"preview-local-source":               `:14:13: previews[0].source: source "canny" is a local directory, which has no branches to preview`,
+		"preview-namespace-without-branch":   `:16:16: previews[0].namespace: "canny-test" must contain {{ .Branch }}`,
+		"preview-without-branches":           `:13:5: previews[0].branches: missing: glob patterns of the branches to preview`,
 		"inventory-name-too-long":            `:9:11: environments[0].name: "an-environment-with-a-long-name" is too long for instance "a-config-whose-name-is-long-too-long"`,
 	}
 	files, err := filepath.Glob("testdata/*.bad.yaml")
@@ -536,6 +579,48 @@ func TestSuggest(t *testing.T) {
 	}
 }
 
+// TestSlug: slugs are DNS labels that fit, stable, and never shared by two
+// branches.
+func TestSlug(t *testing.T) {
+	p := &Preview{Name: "test", Environment: Environment{Namespace: "canny-{{ .Branch }}"}}
+	p.maxSlug = p.slugRoom("canny")
+	for branch, want := range map[string]string{
+		"develop":       "develop",
+		"feature/login": "feature-login",
+		"feature-login": "feature-login-",
+		"Feature/Login": "feature-login-",
+		"fix_typo.v2":   "fix-typo-v2-",
+		"ü":             "",
+	} {
+		got := p.Slug(branch)
+		if strings.HasSuffix(want, "-") || want == "" {
+			if !strings.HasPrefix(got, want) || len(got) != len(want)+slugHash {
+				t.Errorf("Slug(%q) = %q, want %sHASH", branch, got, want)
+			}
+		} else if got != want {
+			t.Errorf("Slug(%q) = %q, want %q", branch, got, want)
+		}
+	}
+	seen := map[string]string{}
+	for _, b := range []string{"feature/login", "feature-login", "Feature/Login", "feature/login/", "feature--login",
+		strings.Repeat("very-long-branch-name/", 10) + "a", strings.Repeat("very-long-branch-name/", 10) + "b"} {
+		s := p.Slug(b)
+		if errs := validation.IsDNS1123Label(s); len(errs) > 0 || len(s) > p.maxSlug {
+			t.Errorf("Slug(%q) = %q: %v (room %d)", b, s, errs, p.maxSlug)
+		}
+		if ns := "canny-" + s; len(ns) > 63 || len("canny-test-"+s) > MaxInventoryName {
+			t.Errorf("Slug(%q) = %q does not fit", b, s)
+		}
+		if other, dup := seen[s]; dup {
+			t.Errorf("%q and %q share the slug %q", b, other, s)
+		}
+		seen[s] = b
+		if p.Slug(b) != s {
+			t.Errorf("Slug(%q) is not stable", b)
+		}
+	}
+}
+
 // TestFieldDocs keeps the doc comments, from which the config reference is
 // generated, saying for every field either its default or that it is required.
 func TestFieldDocs(t *testing.T) {
@@ -555,6 +640,9 @@ func TestFieldDocs(t *testing.T) {
 		}
 		for _, field := range st.Fields.List {
 			for _, name := range field.Names {
+				if !name.IsExported() {
+					continue
+				}
 				n++
 				doc := field.Doc.Text()
 				if !strings.Contains(doc, "Default") && !strings.Contains(doc, "Required") {

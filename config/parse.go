@@ -79,7 +79,7 @@ func (p *parser) parse(data []byte) *Config {
 	if root == nil {
 		return nil
 	}
-	top := p.object(root, "", "apiVersion", "kind", "name", "clusters", "sources", "decryption", "environments", "limits")
+	top := p.object(root, "", "apiVersion", "kind", "name", "clusters", "sources", "decryption", "environments", "previews", "limits")
 	cfg := &Config{
 		APIVersion: p.constant(top, "apiVersion", APIVersion),
 		Kind:       p.constant(top, "kind", Kind),
@@ -94,7 +94,8 @@ func (p *parser) parse(data []byte) *Config {
 	sources := p.sources(top, cfg)
 	p.decryption(top, cfg)
 	envs, refs := p.environments(top, cfg)
-	p.references(cfg, sources, clusters, envs, refs)
+	previewRefs := p.previews(top, cfg)
+	p.references(cfg, sources, clusters, envs, refs, previewRefs)
 	p.cycles(cfg, envs, refs)
 	return cfg
 }
@@ -532,61 +533,36 @@ func (p *parser) decryption(top object, cfg *Config) {
 	}
 }
 
+// envKeys are the keys of an environment.
+var envKeys = []string{"name", "source", "cluster", "branch", "path", "namespace", "interval", "prune", "selfHeal",
+	"wait", "timeout", "dependsOn", "promotion", "maxPrunePercent", "allowMassPrune", "limits",
+	"createNamespace", "helm", "ignore"}
+
 func (p *parser) environments(top object, cfg *Config) (*names, []envRefs) {
 	defined := newNames("environment")
 	var refs []envRefs
 	for i, n := range p.list(top, "environments") {
-		o := p.object(n, fmt.Sprintf("environments[%d]", i),
-			"name", "source", "cluster", "branch", "path", "namespace", "interval", "prune", "selfHeal",
-			"wait", "timeout", "dependsOn", "promotion", "maxPrunePercent", "allowMassPrune", "limits",
-			"createNamespace", "helm", "ignore")
-		e := Environment{
-			Branch:          DefaultBranch,
-			Path:            DefaultPath,
-			Interval:        p.duration(o, "interval", DefaultEnvInterval),
-			Prune:           p.boolean(o, "prune", DefaultPrune),
-			SelfHeal:        p.boolean(o, "selfHeal", DefaultSelfHeal),
-			Wait:            p.boolean(o, "wait", DefaultWait),
-			Timeout:         p.duration(o, "timeout", DefaultTimeout),
-			MaxPrunePercent: int(p.whole(o, "maxPrunePercent", DefaultMaxPrunePercent, 0, 100)),
-			AllowMassPrune:  p.boolean(o, "allowMassPrune", DefaultAllowMassPrune),
-			Limits:          p.limits(o, cfg.Limits),
-		}
-		var r envRefs
-		var at *yaml.Node
-		e.Name, at = p.required(o, "name")
+		o := p.object(n, fmt.Sprintf("environments[%d]", i), envKeys...)
+		name, at := p.required(o, "name")
+		e, r := p.environment(o, cfg, name)
 		p.define(defined, at, o.key("name"), e.Name)
 		if at != nil && len(cfg.Name)+1+len(e.Name) > MaxInventoryName {
 			p.errorf(at, o.key("name"), "%q is too long for instance %q: its inventory, %s-%s, may have at most %d characters",
 				e.Name, cfg.Name, cfg.Name, e.Name, MaxInventoryName)
 		}
-		e.Source, r.source.at = p.required(o, "source")
-		r.source.key = o.key("source")
-		e.Cluster, r.cluster.at = p.str(o, "cluster")
-		r.cluster.key = o.key("cluster")
 		if b, at := p.str(o, "branch"); b != "" {
 			e.Branch = b
 			if problem := branchProblem(b); problem != "" {
 				p.errorf(at, o.key("branch"), "%q %s", b, problem)
 			}
 		}
-		if dir, at := p.str(o, "path"); dir != "" {
-			e.Path = p.repoPath(at, o.key("path"), dir)
-		}
 		if ns, at := p.str(o, "namespace"); ns != "" {
 			e.Namespace = ns
 			p.label(at, o.key("namespace"), ns)
 		}
-		e.CreateNamespace = p.boolean(o, "createNamespace", false)
 		if e.CreateNamespace && e.Namespace == "" {
 			p.errorf(o.fields["createNamespace"].key, o.key("createNamespace"), "needs namespace: the namespace to create")
 		}
-		e.Helm = p.helm(o, e.Name)
-		if e.Helm.IsRemote() && o.value("path") != nil {
-			p.errorf(o.fields["path"].key, o.key("path"), "must not be set with helm.chart: the chart comes from helm.repository")
-		}
-		e.Ignore = p.ignore(o)
-		e.DependsOn, r.dependsOn = p.stringList(o, "dependsOn")
 		if po, ok := p.child(o, "promotion", "to", "auto"); ok {
 			e.Promotion = &Promotion{Auto: p.boolean(po, "auto", DefaultAutoPromote)}
 			e.Promotion.To, r.promoteTo.at = p.required(po, "to")
@@ -596,6 +572,104 @@ func (p *parser) environments(top object, cfg *Config) (*names, []envRefs) {
 		refs = append(refs, r)
 	}
 	return defined, refs
+}
+
+// environment reads the keys an environment and a preview share; name is
+// the environment's, "" for a preview's template.
+func (p *parser) environment(o object, cfg *Config, name string) (Environment, envRefs) {
+	e := Environment{
+		Name:            name,
+		Branch:          DefaultBranch,
+		Path:            DefaultPath,
+		Interval:        p.duration(o, "interval", DefaultEnvInterval),
+		Prune:           p.boolean(o, "prune", DefaultPrune),
+		SelfHeal:        p.boolean(o, "selfHeal", DefaultSelfHeal),
+		Wait:            p.boolean(o, "wait", DefaultWait),
+		Timeout:         p.duration(o, "timeout", DefaultTimeout),
+		MaxPrunePercent: int(p.whole(o, "maxPrunePercent", DefaultMaxPrunePercent, 0, 100)),
+		AllowMassPrune:  p.boolean(o, "allowMassPrune", DefaultAllowMassPrune),
+		Limits:          p.limits(o, cfg.Limits),
+	}
+	var r envRefs
+	e.Source, r.source.at = p.required(o, "source")
+	r.source.key = o.key("source")
+	e.Cluster, r.cluster.at = p.str(o, "cluster")
+	r.cluster.key = o.key("cluster")
+	if dir, at := p.str(o, "path"); dir != "" {
+		e.Path = p.repoPath(at, o.key("path"), dir)
+	}
+	e.CreateNamespace = p.boolean(o, "createNamespace", false)
+	e.Helm = p.helm(o, e.Name)
+	if e.Helm.IsRemote() && o.value("path") != nil {
+		p.errorf(o.fields["path"].key, o.key("path"), "must not be set with helm.chart: the chart comes from helm.repository")
+	}
+	e.Ignore = p.ignore(o)
+	e.DependsOn, r.dependsOn = p.stringList(o, "dependsOn")
+	return e, r
+}
+
+// previews reads the preview templates: every environment key but name,
+// branch and promotion, and their own.
+func (p *parser) previews(top object, cfg *Config) []envRefs {
+	keys := slices.DeleteFunc(slices.Clone(envKeys), func(k string) bool { return k == "branch" || k == "promotion" })
+	keys = append(keys, "branches", "ttl", "maxEnvironments")
+	defined := newNames("preview")
+	var refs []envRefs
+	for i, n := range p.list(top, "previews") {
+		o := p.object(n, fmt.Sprintf("previews[%d]", i), keys...)
+		name, at := p.required(o, "name")
+		p.define(defined, at, o.key("name"), name)
+		e, r := p.environment(o, cfg, "")
+		pv := Preview{Name: name, TTL: p.optionalDuration(o, "ttl"),
+			MaxEnvironments: int(p.whole(o, "maxEnvironments", DefaultMaxPreviews, 1, 1000))}
+		branches, brefs := p.stringList(o, "branches")
+		if len(branches) == 0 && o.fields != nil {
+			p.errorf(o.node, o.key("branches"), "missing: glob patterns of the branches to preview, such as feature/*")
+		}
+		for j, b := range branches {
+			if _, err := path.Match(b, ""); err != nil || strings.HasPrefix(b, "refs/") {
+				p.errorf(brefs[j].at, brefs[j].key, "%q is not a branch pattern such as develop or feature/*", b)
+			}
+		}
+		pv.Branches = branches
+		if ns, nsAt := p.str(o, "namespace"); ns != "" {
+			e.Namespace, e.CreateNamespace = ns, true
+			if !branchPlaceholder.MatchString(ns) {
+				p.errorf(nsAt, o.key("namespace"), "%q must contain {{ .Branch }}: each preview needs a namespace of its own", ns)
+			} else {
+				p.label(nsAt, o.key("namespace"), branchPlaceholder.ReplaceAllString(ns, "x"))
+			}
+		}
+		pv.Environment = e
+		if at != nil {
+			pv.maxSlug = pv.slugRoom(cfg.Name)
+			if pv.maxSlug < minSlug {
+				p.errorf(at, o.key("name"), "%q leaves %d characters for the branch in its environments' names and namespaces; shorten it, the namespace or the config's name so that %d fit",
+					name, max(pv.maxSlug, 0), minSlug)
+			}
+			for _, env := range cfg.Environments {
+				if strings.HasPrefix(env.Name, name+"-") {
+					p.errorf(at, o.key("name"), "environment %q would clash with this preview's environments, named %s-BRANCH", env.Name, name)
+				}
+			}
+			for _, other := range cfg.Previews {
+				if strings.HasPrefix(name, other.Name+"-") || strings.HasPrefix(other.Name, name+"-") {
+					p.errorf(at, o.key("name"), "%q and preview %q would name environments alike", name, other.Name)
+				}
+			}
+		}
+		cfg.Previews = append(cfg.Previews, pv)
+		refs = append(refs, r)
+	}
+	return refs
+}
+
+// optionalDuration reads a duration that has no default: zero when unset.
+func (p *parser) optionalDuration(o object, key string) time.Duration {
+	if o.value(key) == nil {
+		return 0
+	}
+	return p.duration(o, key, 0)
 }
 
 // helm reads an environment's helm key; nil when it is unset.
@@ -805,20 +879,17 @@ func branchProblem(b string) string {
 	return ""
 }
 
-func (p *parser) references(cfg *Config, sources, clusters, envs *names, refs []envRefs) {
+func (p *parser) references(cfg *Config, sources, clusters, envs *names, refs, previewRefs []envRefs) {
+	for i, r := range previewRefs {
+		pv := cfg.Previews[i]
+		p.envReferences(&pv.Environment, r, sources, clusters, envs)
+		if src, err := cfg.Source(pv.Environment.Source); err == nil && IsLocalPath(src.URL) && r.source.at != nil {
+			p.errorf(r.source.at, r.source.key, "source %q is a local directory, which has no branches to preview", src.Name)
+		}
+	}
 	for i, r := range refs {
 		e := cfg.Environments[i]
-		p.resolve(sources, r.source, e.Source)
-		if e.Cluster != "" {
-			p.resolve(clusters, r.cluster, e.Cluster)
-		}
-		for j, d := range e.DependsOn {
-			if d == e.Name {
-				p.errorf(r.dependsOn[j].at, r.dependsOn[j].key, "environment %q depends on itself", d)
-				continue
-			}
-			p.resolve(envs, r.dependsOn[j], d)
-		}
+		p.envReferences(&e, r, sources, clusters, envs)
 		if e.Promotion != nil && r.promoteTo.at != nil {
 			if e.Promotion.To == e.Name {
 				p.errorf(r.promoteTo.at, r.promoteTo.key, "environment %q promotes to itself", e.Name)
@@ -830,6 +901,21 @@ func (p *parser) references(cfg *Config, sources, clusters, envs *names, refs []
 				}
 			}
 		}
+	}
+}
+
+// envReferences resolves what an environment or a preview refers to.
+func (p *parser) envReferences(e *Environment, r envRefs, sources, clusters, envs *names) {
+	p.resolve(sources, r.source, e.Source)
+	if e.Cluster != "" {
+		p.resolve(clusters, r.cluster, e.Cluster)
+	}
+	for j, d := range e.DependsOn {
+		if d == e.Name {
+			p.errorf(r.dependsOn[j].at, r.dependsOn[j].key, "environment %q depends on itself", d)
+			continue
+		}
+		p.resolve(envs, r.dependsOn[j], d)
 	}
 }
 

@@ -6,8 +6,10 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/trueup-dev/trueup/config"
@@ -35,6 +37,9 @@ type DaemonOptions struct {
 	// Promoter, when set, runs the automatic promotion of environments
 	// that have promotion.auto.
 	Promoter promoter
+	// OnBranches, when set, is given the branches of each source that
+	// previews read, after every fetch of it that succeeded.
+	OnBranches func(source string, branches []source.Branch)
 }
 
 // The daemon's seams: what it needs of the parts it drives, so that its
@@ -110,11 +115,12 @@ type Daemon struct {
 	envs    map[string]*envLoop
 	sources map[string]*sourceLoop
 
-	mu      sync.Mutex
-	status  map[string]*EnvStatus
-	suspect map[string]bool // an applied object changed since the last plan
-	ready   bool            // loops started, watches listed once
-	standby bool            // waiting to lead or to sync: ready to take over, so ready
+	mu       sync.Mutex
+	status   map[string]*EnvStatus
+	suspect  map[string]bool // an applied object changed since the last plan
+	draining atomic.Bool     // no reconcile starts any more: see drain
+	ready    bool            // loops started, watches listed once
+	standby  bool            // waiting to lead or to sync: ready to take over, so ready
 }
 
 // envLoop is one environment's loop and what it remembers between runs.
@@ -171,6 +177,40 @@ func clusterName(name string) string {
 		return DefaultClusterName
 	}
 	return name
+}
+
+// drain keeps new reconciles from starting and waits, up to timeout, for
+// those running to end, so that a daemon replaced by another (a config
+// change, a preview that came or went) does not cut an apply short.
+func (d *Daemon) drain(timeout time.Duration) {
+	d.draining.Store(true)
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for range cap(d.sem) {
+		select {
+		case d.sem <- struct{}{}: // a slot no reconcile holds
+		case <-deadline.C:
+			return
+		}
+	}
+}
+
+// inherit takes over from prev, the daemon it replaces, what prev knew of
+// each environment whose config did not change: its status, and what it
+// applied and checked when, so the environment is neither reported nor
+// planned afresh.
+func (d *Daemon) inherit(prev *Daemon) {
+	for name, e := range d.envs {
+		old := prev.envs[name]
+		if old == nil || !reflect.DeepEqual(*old.env, *e.env) {
+			continue
+		}
+		e.applied, e.appliedChart, e.promoted, e.lastCheck, e.failures = old.applied, old.appliedChart, old.promoted, old.lastCheck, old.failures
+		prev.mu.Lock()
+		st := *prev.status[name]
+		prev.mu.Unlock()
+		d.setStatus(name, st.Status, st.LastError, func(s *EnvStatus) { *s = st })
+	}
 }
 
 // Standby marks a replica that waits for leadership as ready: it can take
@@ -263,6 +303,10 @@ func (d *Daemon) runEnv(ctx context.Context, e *envLoop) {
 		select {
 		case d.sem <- struct{}{}:
 		case <-ctx.Done():
+			return
+		}
+		if d.draining.Load() {
+			<-d.sem
 			return
 		}
 		err := d.reconcile(ctx, e)

@@ -1097,7 +1097,7 @@ func TestReloadStaysReady(t *testing.T) {
 	}
 	s := NewSupervisor("trueup.yaml", nil, slog.New(slog.DiscardHandler))
 	stop := s.start(context.Background(), opts(&fakeCluster{}))
-	defer func() { stop() }()
+	defer func() { stop(false) }()
 	eventually(t, "the first daemon ready", func() error {
 		if d, _ := s.daemon(); !d.Ready() {
 			return fmt.Errorf("not ready")
@@ -1106,7 +1106,7 @@ func TestReloadStaysReady(t *testing.T) {
 	})
 	// A config change: the new daemon's watches have not listed yet.
 	next := &fakeCluster{listed: make(chan struct{})}
-	stop()
+	stop(true)
 	stop = s.start(context.Background(), opts(next))
 	if d, _ := s.daemon(); !d.Ready() {
 		t.Error("the new daemon is not ready while its watches list")

@@ -23,6 +23,8 @@ const (
 	ReasonDriftDetected   = "DriftDetected"
 	ReasonPromoted        = "Promoted"
 	ReasonPromotionFailed = "PromotionFailed"
+	ReasonTornDown        = "TornDown"
+	ReasonTeardownFailed  = "TeardownFailed"
 )
 
 // inventoryFoundFor is how long Events trusts a GET that found an inventory

@@ -100,7 +100,8 @@ func buildChart(ctx context.Context, tree *render.Tree, env *config.Environment,
 
 // withCreatedNamespace adds the environment's namespace when it asks for it
 // to be created and the render does not define it. The namespace is never
-// pruned: what others put in it is not the environment's to delete.
+// pruned: what others put in it is not the environment's to delete. A
+// preview's namespace is its own, and goes with its teardown.
 func withCreatedNamespace(env *config.Environment, objs []*unstructured.Unstructured) []*unstructured.Unstructured {
 	if !env.CreateNamespace {
 		return objs
@@ -114,7 +115,9 @@ func withCreatedNamespace(env *config.Environment, objs []*unstructured.Unstruct
 	ns.SetAPIVersion("v1")
 	ns.SetKind("Namespace")
 	ns.SetName(env.Namespace)
-	ns.SetAnnotations(map[string]string{PruneAnnotation: PruneDisabled})
+	if env.Preview() == "" {
+		ns.SetAnnotations(map[string]string{PruneAnnotation: PruneDisabled})
+	}
 	return append([]*unstructured.Unstructured{ns}, objs...)
 }
 

@@ -30,12 +30,15 @@ type Supervisor struct {
 	mu      sync.Mutex
 	current *Daemon
 	standby bool
+
+	// The previews' state, owned by Run's goroutine but for branches.
+	previews previewState
 }
 
 // NewSupervisor watches the config at path; build wires a daemon for each
 // version of it (sources, renderer, cluster, metrics).
 func NewSupervisor(path string, build func(*config.Config) (DaemonOptions, error), log *slog.Logger) *Supervisor {
-	return &Supervisor{path: path, build: build, log: log}
+	return &Supervisor{path: path, build: build, log: log, previews: newPreviewState()}
 }
 
 // Standby marks the supervisor ready while it waits for leadership.
@@ -67,13 +70,36 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		return err
 	}
 	stop := s.start(ctx, opts)
-	defer func() { stop() }()
+	defer func() { stop(false) }()
+	// restart replaces the daemon with one for the file's config and the
+	// previews' environments; a config that cannot be wired changes
+	// nothing.
+	restart := func(next *config.Config, why string) bool {
+		opts, err := s.build(next.WithEnvironments(s.previews.environments(next)))
+		if err != nil {
+			s.log.Error("config change rejected; the previous config keeps running", "err", err)
+			return false
+		}
+		s.log.Info(why+"; restarting the environments", "environments", len(opts.Config.Environments))
+		stop(true)
+		stop = s.start(ctx, opts)
+		cfg = next
+		return true
+	}
 	debounce := time.NewTimer(time.Hour)
 	debounce.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			s.previews.wait()
 			return nil
+		case <-s.previews.poke:
+			changed, teardowns := s.updatePreviews(ctx, cfg)
+			if changed && !restart(cfg, "preview environments changed") {
+				s.previews.retry(teardowns) // still in the running daemon
+				continue
+			}
+			s.teardown(ctx, cfg, teardowns)
 		case err := <-w.Errors:
 			s.log.Error("watching the config failed; changes need a restart", "err", err)
 		case <-w.Events:
@@ -94,17 +120,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 					"err", fmt.Sprintf("name: changed from %q to %q; a new name takes a restart of trueup (see the README on renaming an instance)", cfg.Name, next.Name))
 				continue
 			}
-			// Built before the running daemon stops: a config that loads
-			// but cannot be wired (a key file gone bad) changes nothing.
-			opts, err := s.build(next)
-			if err != nil {
-				s.log.Error("config change rejected; the previous config keeps running", "err", err)
-				continue
+			if restart(next, "config changed") {
+				digest = nextDigest
 			}
-			s.log.Info("config changed; restarting the environments", "environments", len(next.Environments))
-			stop()
-			stop = s.start(ctx, opts)
-			digest = nextDigest
 		}
 	}
 }
@@ -122,8 +140,14 @@ func (s *Supervisor) load() (*config.Config, []byte, error) {
 	return cfg, sum[:], nil
 }
 
-// start runs a daemon; the returned func stops it and waits.
-func (s *Supervisor) start(ctx context.Context, opts DaemonOptions) func() {
+// drainTimeout is how long a daemon being replaced waits for its running
+// reconciles to end before it cuts them short.
+const drainTimeout = 30 * time.Second
+
+// start runs a daemon; the returned func stops it and waits, after its
+// running reconciles when drain is set.
+func (s *Supervisor) start(ctx context.Context, opts DaemonOptions) func(drain bool) {
+	opts.OnBranches = s.previews.noteBranches
 	d := NewDaemon(opts)
 	s.mu.Lock()
 	previous := s.current
@@ -134,6 +158,7 @@ func (s *Supervisor) start(ctx context.Context, opts DaemonOptions) func() {
 	s.mu.Unlock()
 	if previous != nil {
 		opts.Metrics.forgetRemoved(previous.opts.Config, opts.Config)
+		d.inherit(previous)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -141,7 +166,13 @@ func (s *Supervisor) start(ctx context.Context, opts DaemonOptions) func() {
 		defer close(done)
 		_ = d.Run(ctx)
 	}()
-	return func() { cancel(); <-done }
+	return func(drain bool) {
+		if drain {
+			d.drain(drainTimeout)
+		}
+		cancel()
+		<-done
+	}
 }
 
 func (s *Supervisor) daemon() (*Daemon, bool) {

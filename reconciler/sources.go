@@ -3,6 +3,7 @@ package reconciler
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -123,7 +124,31 @@ func (d *Daemon) fetch(ctx context.Context, s *sourceLoop) map[string]bool {
 		}
 	}
 	s.err, s.revs, s.failures = nil, reads, 0
+	d.reportBranches(s)
 	return moved
+}
+
+// brancher is a source that lists its branches (source.Git).
+type brancher interface {
+	Branches() ([]source.Branch, error)
+}
+
+var _ brancher = (*source.Git)(nil)
+
+// reportBranches hands the branches of a source that previews read to
+// OnBranches, after a fetch that succeeded: only such a fetch can say that
+// a branch is gone.
+func (d *Daemon) reportBranches(s *sourceLoop) {
+	b, ok := s.src.(brancher)
+	if d.opts.OnBranches == nil || !ok || !slices.ContainsFunc(d.opts.Config.Previews, func(p config.Preview) bool { return p.Environment.Source == s.name }) {
+		return
+	}
+	branches, err := b.Branches()
+	if err != nil {
+		d.log.Error("listing branches for previews failed", "source", s.name, "err", err)
+		return
+	}
+	d.opts.OnBranches(s.name, branches)
 }
 
 // wake triggers the environments on the source whose branch moved, all of

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing/fstest"
 	"time"
@@ -238,6 +239,40 @@ func (g *Git) head(branch string) (plumbing.Hash, error) {
 		return plumbing.ZeroHash, g.errorf("branch %q: %w", branch, err)
 	}
 	return ref.Hash(), nil
+}
+
+// Branches lists the remote's branches as of the last Fetch, by name, each
+// with its head commit and that commit's committer date.
+func (g *Git) Branches() ([]Branch, error) {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	if g.repo == nil {
+		return nil, g.errorf("not fetched yet")
+	}
+	refs, err := g.repo.References()
+	if err != nil {
+		return nil, g.errorf("list branches: %w", err)
+	}
+	defer refs.Close()
+	prefix := "refs/remotes/" + remoteName + "/"
+	var out []Branch
+	err = refs.ForEach(func(ref *plumbing.Reference) error {
+		name, ok := strings.CutPrefix(ref.Name().String(), prefix)
+		if !ok || ref.Type() != plumbing.HashReference || name == "HEAD" {
+			return nil
+		}
+		commit, err := g.repo.CommitObject(ref.Hash())
+		if err != nil {
+			return fmt.Errorf("branch %q: %w", name, err)
+		}
+		out = append(out, Branch{Name: name, Commit: ref.Hash().String(), Time: commit.Committer.When})
+		return nil
+	})
+	if err != nil {
+		return nil, g.errorf("list branches: %w", err)
+	}
+	slices.SortFunc(out, func(a, b Branch) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
 }
 
 // RevisionAt returns the content at an exact commit, for reads of a

@@ -71,6 +71,14 @@ type Source interface {
 	Revision(ctx context.Context, branch string) (Revision, error)
 }
 
+// Branch is a branch head of a git source (Git.Branches).
+type Branch struct {
+	Name   string
+	Commit string
+	// Time is the head commit's committer date.
+	Time time.Time
+}
+
 // Options configure a source.
 type Options struct {
 	// Name is the source's name, used in errors, logs and the cache path.

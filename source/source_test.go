@@ -164,9 +164,30 @@ func TestGitBranches(t *testing.T) {
 		}
 	}
 
+	names := func() string {
+		t.Helper()
+		branches, err := src.(*source.Git).Branches()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, b := range branches {
+			if b.Commit == "" || b.Time.IsZero() || time.Since(b.Time) > time.Hour {
+				t.Errorf("branch %+v: want its head and the commit's recent date", b)
+			}
+			out = append(out, b.Name)
+		}
+		return strings.Join(out, " ")
+	}
+	if got := names(); got != "main production staging" {
+		t.Errorf("branches %q, want main production staging", got)
+	}
 	srv.DeleteBranch("deploy", "staging")
 	if err := src.Fetch(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if got := names(); got != "main production" {
+		t.Errorf("branches after deleting staging: %q", got)
 	}
 	if _, err := src.Revision(ctx, "staging"); err == nil || !strings.Contains(err.Error(), `branch "staging"`) {
 		t.Fatalf("deleted branch: got %v", err)

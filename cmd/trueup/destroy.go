@@ -68,6 +68,11 @@ deleted), an error, or an object that could not be deleted.`,
 				return err
 			}
 			env, err := cfg.Environment(args[0])
+			if pv := cfg.PreviewOf(args[0]); err != nil && pv != nil {
+				// A preview's environment: its preview names the cluster.
+				e := pv.Environment
+				e.Name, env, err = args[0], &e, nil
+			}
 			if err != nil {
 				return err
 			}

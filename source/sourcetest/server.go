@@ -12,7 +12,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Options configure a Server.
@@ -28,6 +30,8 @@ type Server struct {
 	work string // one work tree per repository, for commits
 	srv  *httptest.Server
 	opts Options
+	// failing answers every request with an error (Fail).
+	failing atomic.Bool
 }
 
 // NewServer starts a server that stops when the test ends.
@@ -40,6 +44,10 @@ func NewServer(t testing.TB, opts Options) *Server {
 		Env:  []string{"GIT_PROJECT_ROOT=" + s.root, "GIT_HTTP_EXPORT_ALL=1"},
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.failing.Load() {
+			http.Error(w, "failing, as the test asked", http.StatusInternalServerError)
+			return
+		}
 		if opts.Username != "" || opts.Password != "" {
 			u, p, ok := r.BasicAuth()
 			if !ok || subtle.ConstantTimeCompare([]byte(u), []byte(opts.Username)) != 1 ||
@@ -54,6 +62,10 @@ func NewServer(t testing.TB, opts Options) *Server {
 	t.Cleanup(s.srv.Close)
 	return s
 }
+
+// Fail makes the server answer every request with an error until it is
+// called with false; Git still works on the repositories.
+func (s *Server) Fail(failing bool) { s.failing.Store(failing) }
 
 // Addr is the server's host:port.
 func (s *Server) Addr() string { return s.srv.Listener.Addr().String() }
@@ -94,6 +106,8 @@ type Change struct {
 	Symlinks map[string]string
 	// Message is the commit message.
 	Message string
+	// Date, when set, is the commit's author and committer date.
+	Date time.Time
 }
 
 // Commit makes one commit on branch (created from main if new), pushes it
@@ -136,7 +150,12 @@ func (s *Server) Commit(repo, branch string, c Change) string {
 	if msg == "" {
 		msg = "change"
 	}
-	git(s.t, work, "commit", "--quiet", "--allow-empty", "-m", msg)
+	var env []string
+	if !c.Date.IsZero() {
+		date := c.Date.Format(time.RFC3339)
+		env = []string{"GIT_AUTHOR_DATE=" + date, "GIT_COMMITTER_DATE=" + date}
+	}
+	gitEnv(s.t, work, env, "commit", "--quiet", "--allow-empty", "-m", msg)
 	git(s.t, work, "push", "--quiet", "origin", branch)
 	return strings.TrimSpace(git(s.t, work, "rev-parse", "HEAD"))
 }
@@ -158,12 +177,18 @@ func (s *Server) DeleteBranch(repo, branch string) {
 // on the machine's settings.
 func git(t testing.TB, dir string, args ...string) string {
 	t.Helper()
+	return gitEnv(t, dir, nil, args...)
+}
+
+// gitEnv is git with more environment variables.
+func gitEnv(t testing.TB, dir string, env []string, args ...string) string {
+	t.Helper()
 	cmd := exec.Command("git", args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(),
+	cmd.Env = append(append(os.Environ(),
 		"GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1", "GIT_TERMINAL_PROMPT=0",
 		"GIT_AUTHOR_NAME=trueup test", "GIT_AUTHOR_EMAIL=test@trueup.dev",
-		"GIT_COMMITTER_NAME=trueup test", "GIT_COMMITTER_EMAIL=test@trueup.dev")
+		"GIT_COMMITTER_NAME=trueup test", "GIT_COMMITTER_EMAIL=test@trueup.dev"), env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)

@@ -29,7 +29,8 @@ func MetricsTable() (string, error) {
 // and the YAML path its keys sit under.
 type configSection struct {
 	title, prefix, typ string
-	// nested structs whose fields are listed inline as parent.child keys.
+	// nested structs whose fields are listed inline as parent.child keys;
+	// "-" leaves a field out.
 	inline map[string]string
 }
 
@@ -42,6 +43,9 @@ var configSections = []configSection{
 	{"`environments[].helm`", "", "Helm", map[string]string{"Auth": "ChartAuth"}},
 	{"`environments[].helm.images[]`", "", "HelmImage", nil},
 	{"`environments[].ignore[]`", "", "IgnoreRule", map[string]string{"Target": "IgnoreTarget"}},
+	// A preview's template is every environments[] key, written beside
+	// its own: the field is not a key.
+	{"`previews[]`", "", "Preview", map[string]string{"Environment": "-"}},
 }
 
 // ConfigTables renders docs/config.md's key tables from the doc comments of
@@ -98,6 +102,9 @@ func writeFields(b *strings.Builder, structs map[string]*ast.StructType, st *ast
 		name := fld.Names[0].Name
 		key := prefix + yamlKey(name)
 		if sub, ok := inline[name]; ok {
+			if sub == "-" {
+				continue
+			}
 			if structs[sub] == nil {
 				return fmt.Errorf("no struct %s", sub)
 			}
