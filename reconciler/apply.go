@@ -78,9 +78,11 @@ type Outcome struct {
 }
 
 // Count returns how many objects had the result.
-func (o *Outcome) Count(r Result) int {
+func (o *Outcome) Count(r Result) int { return countResults(o.Objects, r) }
+
+func countResults(objs []ObjectResult, r Result) int {
 	n := 0
-	for _, obj := range o.Objects {
+	for _, obj := range objs {
 		if obj.Result == r {
 			n++
 		}
@@ -88,23 +90,30 @@ func (o *Outcome) Count(r Result) int {
 	return n
 }
 
-// Err is non-nil when any object failed or did not become healthy; it names
-// the first few and why.
-func (o *Outcome) Err() error {
+// failures names the first few objects that failed and why, and counts
+// them all.
+func failures(objs []ObjectResult) (int, string) {
 	var failed []string
-	for _, r := range o.Objects {
+	for _, r := range objs {
 		if r.Result == ResultFailed {
 			failed = append(failed, r.ID()+": "+r.Error)
 		}
-	}
-	if len(failed) == 0 {
-		return nil
 	}
 	n := len(failed)
 	if n > 3 {
 		failed = append(failed[:3], fmt.Sprintf("and %d more", n-3))
 	}
-	return fmt.Errorf("apply %s: %d of %d objects failed: %s", o.Environment, n, len(o.Objects), strings.Join(failed, "; "))
+	return n, strings.Join(failed, "; ")
+}
+
+// Err is non-nil when any object failed or did not become healthy; it names
+// the first few and why.
+func (o *Outcome) Err() error {
+	n, failed := failures(o.Objects)
+	if n == 0 {
+		return nil
+	}
+	return fmt.Errorf("apply %s: %d of %d objects failed: %s", o.Environment, n, len(o.Objects), failed)
 }
 
 // Apply carries out a plan: server-side applies (field manager trueup) of

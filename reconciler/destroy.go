@@ -47,15 +47,7 @@ type DestroyPlan struct {
 }
 
 // Count returns how many changes have the action.
-func (p *DestroyPlan) Count(a Action) int {
-	n := 0
-	for _, c := range p.Changes {
-		if c.Action == a {
-			n++
-		}
-	}
-	return n
-}
+func (p *DestroyPlan) Count(a Action) int { return countActions(p.Changes, a) }
 
 // DestroyOptions tune a destroy.
 type DestroyOptions struct {
@@ -81,33 +73,16 @@ type DestroyOutcome struct {
 }
 
 // Count returns how many objects had the result.
-func (o *DestroyOutcome) Count(r Result) int {
-	n := 0
-	for _, obj := range o.Objects {
-		if obj.Result == r {
-			n++
-		}
-	}
-	return n
-}
+func (o *DestroyOutcome) Count(r Result) int { return countResults(o.Objects, r) }
 
 // Err is non-nil when any deletion failed; it names the first few and why.
 func (o *DestroyOutcome) Err() error {
-	var failed []string
-	for _, r := range o.Objects {
-		if r.Result == ResultFailed {
-			failed = append(failed, r.ID()+": "+r.Error)
-		}
-	}
-	if len(failed) == 0 {
+	n, failed := failures(o.Objects)
+	if n == 0 {
 		return nil
 	}
-	n := len(failed)
-	if n > 3 {
-		failed = append(failed[:3], fmt.Sprintf("and %d more", n-3))
-	}
 	return fmt.Errorf("destroy %s: %d of %d objects failed: %s; the inventory %s still lists what is left, so destroy again to finish",
-		o.Environment, n, o.Count(ResultPruned)+o.Count(ResultFailed)+o.Count(ResultSkipped), strings.Join(failed, "; "), o.Inventory)
+		o.Environment, n, o.Count(ResultPruned)+o.Count(ResultFailed)+o.Count(ResultSkipped), failed, o.Inventory)
 }
 
 // PlanDestroy works out, without writing, what Destroy would delete: every

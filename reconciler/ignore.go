@@ -98,8 +98,8 @@ func ownsPath(set map[string]any, doc any, path []string) bool {
 			next = node["f:"+token]
 			doc = d[token]
 		case []any:
-			i, err := strconv.Atoi(token)
-			if err != nil || i < 0 || i >= len(d) {
+			i, ok := index(token, len(d))
+			if !ok {
 				return false
 			}
 			next = listItem(node, d[i], i)
@@ -158,6 +158,12 @@ func sameJSON(a, b any) bool {
 	return string(ca) == string(cb)
 }
 
+// index reads a pointer's token as an index into a list of n items.
+func index(token string, n int) (int, bool) {
+	i, err := strconv.Atoi(token)
+	return i, err == nil && i >= 0 && i < n
+}
+
 // lookup returns the value at path in doc.
 func lookup(doc any, path []string) (any, bool) {
 	for _, token := range path {
@@ -169,8 +175,8 @@ func lookup(doc any, path []string) (any, bool) {
 			}
 			doc = v
 		case []any:
-			i, err := strconv.Atoi(token)
-			if err != nil || i < 0 || i >= len(d) {
+			i, ok := index(token, len(d))
+			if !ok {
 				return nil, false
 			}
 			doc = d[i]
@@ -193,7 +199,7 @@ func setPath(doc map[string]any, path []string, v any) bool {
 		p[last] = runtime.DeepCopyJSONValue(v)
 		return true
 	case []any:
-		if i, err := strconv.Atoi(last); err == nil && i >= 0 && i < len(p) {
+		if i, ok := index(last, len(p)); ok {
 			p[i] = runtime.DeepCopyJSONValue(v)
 			return true
 		}
@@ -220,8 +226,8 @@ func removePath(doc map[string]any, path []string) bool {
 		delete(p, last)
 		return ok
 	case []any:
-		i, err := strconv.Atoi(last)
-		if err != nil || i < 0 || i >= len(p) {
+		i, ok := index(last, len(p))
+		if !ok {
 			return false
 		}
 		return setPath(doc, path[:len(path)-1], append(p[:i:i], p[i+1:]...))

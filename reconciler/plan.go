@@ -129,9 +129,11 @@ func (p *Plan) HasChanges() bool {
 }
 
 // Count returns how many changes have the action.
-func (p *Plan) Count(a Action) int {
+func (p *Plan) Count(a Action) int { return countActions(p.Changes, a) }
+
+func countActions(changes []Change, a Action) int {
 	n := 0
-	for _, c := range p.Changes {
+	for _, c := range changes {
 		if c.Action == a {
 			n++
 		}

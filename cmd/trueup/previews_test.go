@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,24 +21,6 @@ import (
 	"github.com/trueup-dev/trueup/reconciler/clustertest"
 	"github.com/trueup-dev/trueup/source/sourcetest"
 )
-
-// syncedLog is a log the daemon writes while the test reads it.
-type syncedLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *syncedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestPreviewEnvironments runs the daemon with a preview over feature
 // branches of a loopback git server: a pushed branch becomes an environment
@@ -93,7 +74,7 @@ previews:
 	addr := freeAddr(t)
 	runCtx, cancel := context.WithCancel(ctx)
 	exited := make(chan struct{})
-	log := &syncedLog{}
+	log := &syncBuffer{}
 	go func() {
 		defer close(exited)
 		execute(runCtx, []string{"run", "--config", config, "--kubeconfig", kubeconfig, "--http-addr", addr,
