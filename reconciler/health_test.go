@@ -7,7 +7,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
-	"sigs.k8s.io/yaml"
 )
 
 func TestHealthWaitsForJobCompletion(t *testing.T) {
@@ -21,14 +20,7 @@ func TestHealthWaitsForJobCompletion(t *testing.T) {
 		"config map":   {"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n", status.CurrentStatus},
 	} {
 		t.Run(name, func(t *testing.T) {
-			data, err := yaml.YAMLToJSON([]byte(tc.manifest))
-			if err != nil {
-				t.Fatal(err)
-			}
-			u := &unstructured.Unstructured{}
-			if err := u.UnmarshalJSON(data); err != nil {
-				t.Fatal(err)
-			}
+			u := manifest(t, tc.manifest)
 			res, err := health(u)
 			if err != nil || res.Status != tc.want {
 				t.Fatalf("got %v %v, want %s", res, err, tc.want)
@@ -55,14 +47,7 @@ func TestHealthWaitsForLoadBalancerAddress(t *testing.T) {
 		"a NodePort Service":       {"", "NodePort", "{}", status.CurrentStatus},
 	} {
 		t.Run(name, func(t *testing.T) {
-			data, err := yaml.YAMLToJSON([]byte(fmt.Sprintf(lb, tc.annotations, tc.specType, tc.loadBalancer)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			u := &unstructured.Unstructured{}
-			if err := u.UnmarshalJSON(data); err != nil {
-				t.Fatal(err)
-			}
+			u := manifest(t, fmt.Sprintf(lb, tc.annotations, tc.specType, tc.loadBalancer))
 			res, err := health(u)
 			if err != nil || res.Status != tc.want {
 				t.Fatalf("got %v %v, want %s", res, err, tc.want)

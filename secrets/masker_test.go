@@ -3,7 +3,6 @@ package secrets
 import (
 	"bytes"
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -33,18 +32,7 @@ func TestMaskerGolden(t *testing.T) {
 			if !bytes.Contains(got, []byte(Masked)) {
 				t.Errorf("output has no %s:\n%s", Masked, got)
 			}
-			golden := filepath.Join("testdata", "masked", name+".golden")
-			if *update {
-				if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if want := read(t, golden); !bytes.Equal(got, want) {
-				t.Errorf("differs from %s (go test -update to refresh); got:\n%s", golden, got)
-			}
+			checkGolden(t, filepath.Join("testdata", "masked", name+".golden"), got)
 		})
 	}
 }

@@ -51,19 +51,24 @@ func TestDecryptFileGolden(t *testing.T) {
 			if bytes.Contains(got, marker) || bytes.Contains(got, []byte("sops")) {
 				t.Errorf("output still has ciphertext or sops metadata:\n%s", got)
 			}
-			golden := filepath.Join("testdata", "decrypted", name+".golden")
-			if *update {
-				if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if want := read(t, golden); !bytes.Equal(got, want) {
-				t.Errorf("differs from %s (go test -update to refresh); got:\n%s", golden, got)
-			}
+			checkGolden(t, filepath.Join("testdata", "decrypted", name+".golden"), got)
 		})
+	}
+}
+
+// checkGolden compares got with the golden file, which -update rewrites.
+func checkGolden(t *testing.T, golden string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := read(t, golden); !bytes.Equal(got, want) {
+		t.Errorf("differs from %s (go test -update to refresh); got:\n%s", golden, got)
 	}
 }
 
