@@ -338,7 +338,15 @@ func snapshotCommit(ctx context.Context, repo *git.Repository, hash plumbing.Has
 		}
 		files[name] = &fstest.MapFile{Data: data, Mode: mode, ModTime: commit.Committer.When}
 	}
-	return Revision{Commit: hash.String(), FS: files}, nil
+	rev := describeCommit(commit)
+	rev.FS = files
+	return rev, nil
+}
+
+// describeCommit is a commit as a Revision names it, without content.
+func describeCommit(c *object.Commit) Revision {
+	subject, _, _ := strings.Cut(strings.TrimSpace(c.Message), "\n")
+	return Revision{Commit: c.Hash.String(), Subject: strings.TrimSpace(subject), Author: c.Author.Name, Time: c.Committer.When}
 }
 
 func readBlob(b *object.Blob) ([]byte, error) {

@@ -28,6 +28,12 @@ type Revision struct {
 	// Digest is a SHA-256 of a local directory's files, which change without
 	// a commit; empty for git, where Commit identifies the content.
 	Digest string
+	// Subject, Author and Time describe a git commit: the first line of
+	// its message, its author's name, its committer date. Empty for a
+	// local directory.
+	Subject string
+	Author  string
+	Time    time.Time
 	// FS is the content. It implements fs.ReadLinkFS, so symlinks can be
 	// inspected rather than followed.
 	FS fs.FS

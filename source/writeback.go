@@ -79,6 +79,10 @@ type Writer interface {
 	// FindTrailer returns the most recent commit of branch (among its
 	// recent history) whose message has the trailer line, or "".
 	FindTrailer(ctx context.Context, branch, trailer string) (string, error)
+	// LastTrailer describes the most recent commit of commit's recent
+	// history whose message has a trailer line starting with prefix: its
+	// Commit, Subject, Author and Time, no FS. Zero when none has.
+	LastTrailer(ctx context.Context, commit, prefix string) (Revision, error)
 }
 
 var (
@@ -162,6 +166,16 @@ func (g *Git) push(ctx context.Context, hash plumbing.Hash, branch string) error
 			ProxyOptions: po,
 		})
 	})
+}
+
+// LastTrailer looks through commit's recent history for a trailer.
+func (g *Git) LastTrailer(ctx context.Context, commit, prefix string) (Revision, error) {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	if g.repo == nil {
+		return Revision{}, g.errorf("not fetched yet")
+	}
+	return lastTrailer(ctx, g.repo, commit, prefix)
 }
 
 // FindTrailer looks through branch's recent history for the trailer.
@@ -249,6 +263,15 @@ func (d *Dir) Write(ctx context.Context, req WriteRequest) (WriteResult, error) 
 		res.Pushed = true
 	}
 	return res.WriteResult, nil
+}
+
+// LastTrailer looks through commit's recent history for a trailer.
+func (d *Dir) LastTrailer(ctx context.Context, commit, prefix string) (Revision, error) {
+	repo, _, err := d.repository()
+	if err != nil {
+		return Revision{}, err
+	}
+	return lastTrailer(ctx, repo, commit, prefix)
 }
 
 // FindTrailer looks through branch's recent history for the trailer.
@@ -475,18 +498,42 @@ func writeTree(s storer.EncodedObjectStorer, base *object.Tree, files map[string
 
 // findTrailer walks first parents from head for a message with the trailer.
 func findTrailer(ctx context.Context, repo *git.Repository, head plumbing.Hash, trailer string) (string, error) {
+	c, err := findCommit(ctx, repo, head, func(line string) bool { return line == trailer })
+	if c == nil || err != nil {
+		return "", err
+	}
+	return c.Hash.String(), nil
+}
+
+// lastTrailer is the newest commit of commit's recent history with a
+// message line that starts with prefix, described without its content.
+func lastTrailer(ctx context.Context, repo *git.Repository, commit, prefix string) (Revision, error) {
+	if !plumbing.IsHash(commit) {
+		return Revision{}, fmt.Errorf("%q is not a commit", commit)
+	}
+	c, err := findCommit(ctx, repo, plumbing.NewHash(commit), func(line string) bool { return strings.HasPrefix(line, prefix) })
+	if c == nil || err != nil {
+		return Revision{}, err
+	}
+	return describeCommit(c), nil
+}
+
+// findCommit walks the first parents from head, at most trailerDepth
+// commits, to the first whose message has a line (trimmed) that matches;
+// nil when none does.
+func findCommit(ctx context.Context, repo *git.Repository, head plumbing.Hash, match func(line string) bool) (*object.Commit, error) {
 	hash := head
 	for range trailerDepth {
 		if err := ctx.Err(); err != nil {
-			return "", err
+			return nil, err
 		}
 		c, err := repo.CommitObject(hash)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		for _, line := range strings.Split(c.Message, "\n") {
-			if strings.TrimSpace(line) == trailer {
-				return c.Hash.String(), nil
+			if match(strings.TrimSpace(line)) {
+				return c, nil
 			}
 		}
 		if len(c.ParentHashes) == 0 {
@@ -494,5 +541,5 @@ func findTrailer(ctx context.Context, repo *git.Repository, head plumbing.Hash, 
 		}
 		hash = c.ParentHashes[0]
 	}
-	return "", nil
+	return nil, nil
 }
