@@ -188,6 +188,35 @@ func Trailer(env string, rev source.Revision) string {
 	return fmt.Sprintf("%s: %s@%s", TrailerKey, env, rev.ID())
 }
 
+// LastPromotion describes the newest promotion commit into env in the
+// recent history of commit, a revision of env's source: a commit whose
+// trailer names an environment that promotes into env. Zero when there is
+// none, or env's source keeps no history.
+func (p *Promoter) LastPromotion(ctx context.Context, envName, commit string) (source.Revision, error) {
+	env, err := p.opts.Config.Environment(envName)
+	if err != nil || commit == "" {
+		return source.Revision{}, err
+	}
+	w, ok := p.opts.Sources[env.Source].(source.Writer)
+	if !ok {
+		return source.Revision{}, nil
+	}
+	var last source.Revision
+	for _, from := range p.opts.Config.Environments {
+		if from.Promotion == nil || from.Promotion.To != env.Name {
+			continue
+		}
+		rev, err := w.LastTrailer(ctx, commit, TrailerKey+": "+from.Name+"@")
+		if err != nil {
+			return source.Revision{}, fmt.Errorf("environment %s: last promotion from %s: %w", env.Name, from.Name, err)
+		}
+		if rev.Commit != "" && rev.Time.After(last.Time) {
+			last = rev
+		}
+	}
+	return last, nil
+}
+
 // AutoPromote runs env's automatic promotion of rev, once: a promotion
 // commit for rev that is already in the target's history (found by its
 // trailer) is not written again, even if the target moved on since. It

@@ -255,3 +255,36 @@ func BenchmarkPromote(b *testing.B) {
 		}
 	}
 }
+
+// TestLastPromotion: the last promotion into production is found in the
+// history of production's revision, after commits made since; staging,
+// which nothing promotes into, has none.
+func TestLastPromotion(t *testing.T) {
+	ctx := context.Background()
+	srv, p := envBranches(t)
+	src := p.opts.Sources["deploy"]
+	if err := src.Fetch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if last, err := p.LastPromotion(ctx, "production", head(srv, "production")); err != nil || last.Commit != "" {
+		t.Fatalf("before any promotion: %+v, %v", last, err)
+	}
+	res, err := p.Promote(ctx, Request{From: "staging", To: "production", Push: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Commit("deploy", "production", sourcetest.Change{Files: map[string]string{"README.md": "production\n"}, Message: "a note"})
+	if err := src.Fetch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	last, err := p.LastPromotion(ctx, "production", head(srv, "production"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last.Commit != res.Commit || last.Subject != strings.SplitN(res.Message, "\n", 2)[0] || last.Author != "Release Bot" || last.Time.IsZero() {
+		t.Errorf("last promotion %+v, want commit %s %q by Release Bot", last, res.Commit, res.Message)
+	}
+	if last, err := p.LastPromotion(ctx, "staging", head(srv, "staging")); err != nil || last.Commit != "" {
+		t.Errorf("staging: %+v, %v", last, err)
+	}
+}
