@@ -40,6 +40,8 @@ type DaemonOptions struct {
 	// OnBranches, when set, is given the branches of each source that
 	// previews read, after every fetch of it that succeeded.
 	OnBranches func(source string, branches []source.Branch)
+	// Version is trueup's, for the status page (Snapshot).
+	Version string
 }
 
 // The daemon's seams: what it needs of the parts it drives, so that its
@@ -81,6 +83,9 @@ var _ desiredRenderer = (*Renderer)(nil)
 // revision, once; the commit is empty when there was nothing to write.
 type promoter interface {
 	AutoPromote(ctx context.Context, env string, rev source.Revision) (commit string, err error)
+	// LastPromotion describes the newest promotion commit into env in the
+	// history of commit; zero when none.
+	LastPromotion(ctx context.Context, env, commit string) (source.Revision, error)
 }
 
 var _ promoter = (*promote.Promoter)(nil)
@@ -121,6 +126,8 @@ type Daemon struct {
 	draining atomic.Bool     // no reconcile starts any more: see drain
 	ready    bool            // loops started, watches listed once
 	standby  bool            // waiting to lead or to sync: ready to take over, so ready
+	// records are what the status page shows beside the status (Snapshot).
+	records map[string]*envRecord
 }
 
 // envLoop is one environment's loop and what it remembers between runs.
@@ -149,10 +156,11 @@ func NewDaemon(opts DaemonOptions) *Daemon {
 	}
 	d := &Daemon{opts: opts, log: opts.Logger, sem: make(chan struct{}, opts.Concurrency),
 		envs: map[string]*envLoop{}, sources: map[string]*sourceLoop{},
-		status: map[string]*EnvStatus{}, suspect: map[string]bool{}}
+		status: map[string]*EnvStatus{}, records: map[string]*envRecord{}, suspect: map[string]bool{}}
 	for i := range opts.Config.Environments {
 		env := &opts.Config.Environments[i]
 		d.status[env.Name] = &EnvStatus{Name: env.Name, Cluster: clusterName(env.Cluster), Status: StatusProgressing}
+		d.records[env.Name] = &envRecord{}
 		opts.Metrics.setStatus(env.Name, StatusProgressing, "") // a series from the start, not from the first reconcile
 		d.envs[env.Name] = &envLoop{env: env, owner: OwnerOf(opts.Config, env), target: d.target(env.Cluster), trigger: make(chan struct{}, 1)}
 	}
@@ -202,7 +210,9 @@ func (d *Daemon) drain(timeout time.Duration) {
 func (d *Daemon) inherit(prev *Daemon) {
 	for name, e := range d.envs {
 		old := prev.envs[name]
-		if old == nil || !reflect.DeepEqual(*old.env, *e.env) {
+		same := old != nil && reflect.DeepEqual(*old.env, *e.env)
+		d.inheritRecord(prev, name, same)
+		if !same {
 			continue
 		}
 		e.applied, e.appliedChart, e.promoted, e.lastCheck, e.failures = old.applied, old.appliedChart, old.promoted, old.lastCheck, old.failures

@@ -30,6 +30,8 @@ type run struct {
 	drifted bool
 	// read is the revision the source read for this run, once fetched.
 	read source.Revision
+	// out is what the apply did, once it ran.
+	out *Outcome
 }
 
 func (r *run) rev() string { return r.desired.Revision.ID() }
@@ -40,7 +42,9 @@ func (r *run) rev() string { return r.desired.Revision.ID() }
 // goes through setStatus, which writes the status and its metric together.
 func (d *Daemon) reconcile(ctx context.Context, e *envLoop) error {
 	r := &run{e: e, env: e.env, log: d.log.With("env", e.env.Name)}
+	started := time.Now()
 	err := d.phases(ctx, r)
+	d.recordReconcile(r, started, err)
 	if errors.Is(err, errHeld) {
 		return err
 	}
@@ -135,9 +139,10 @@ func (d *Daemon) upToDate(r *run) bool {
 
 // plan compares the environment with the cluster. The daemon owns what git
 // says, as Flux's controller does: fields someone took over with kubectl
-// edit or scale are drift, not conflicts.
+// edit or scale are drift, not conflicts. The plan has the diffs of what
+// changes, masked, for the status page; unchanged objects have none.
 func (d *Daemon) plan(ctx context.Context, r *run) error {
-	plan, err := r.e.target.Client.Plan(ctx, r.desired, PlanOptions{Prune: r.env.Prune, ForceConflicts: true})
+	plan, err := r.e.target.Client.Plan(ctx, r.desired, PlanOptions{Prune: r.env.Prune, ForceConflicts: true, Diff: true})
 	if err != nil {
 		return err
 	}
@@ -145,6 +150,7 @@ func (d *Daemon) plan(ctx context.Context, r *run) error {
 	r.plan = plan
 	r.drifted = r.rev() == r.e.applied && plan.HasChanges()
 	d.recordDrift(r.env.Name, plan, r.drifted)
+	d.recordPlan(r)
 	return nil
 }
 
@@ -184,6 +190,8 @@ func (d *Daemon) apply(ctx context.Context, r *run) (*Outcome, error) {
 	if err == nil && out != nil {
 		err = out.Err()
 	}
+	r.out = out
+	d.recordApply(r, out, err)
 	return out, err
 }
 
@@ -193,7 +201,9 @@ func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Se
 // its status, metrics and Events, its dependents woken, and its promotion.
 func (d *Daemon) recordSynced(ctx context.Context, r *run, out *Outcome) {
 	name, rev := r.env.Name, r.rev()
+	moved := r.e.applied != rev
 	r.e.applied, r.e.appliedChart = rev, r.desired.Chart
+	d.recordApplied(ctx, r, moved)
 	now := time.Now()
 	m := d.opts.Metrics
 	m.lastSync.WithLabelValues(name).Set(float64(now.Unix()))
@@ -240,6 +250,7 @@ func (r *run) failedRevision() string {
 }
 
 func (d *Daemon) event(env, eventType, reason, format string, args ...any) {
+	d.recordEvent(env, eventType, reason, fmt.Sprintf(format, args...))
 	if e := d.envs[env]; e != nil && e.target.Events != nil {
 		e.target.Events.Eventf(env, eventType, reason, format, args...)
 	}

@@ -188,6 +188,15 @@ func (s *Supervisor) Trigger(source string) {
 	}
 }
 
+// Snapshot is the current daemon's (Daemon.Snapshot); an empty one, not
+// leader, before there is a daemon: a replica that waits to lead.
+func (s *Supervisor) Snapshot() Snapshot {
+	if d, _ := s.daemon(); d != nil {
+		return d.Snapshot()
+	}
+	return Snapshot{}
+}
+
 // SourceURLs lists the current config's sources, for the webhook receiver.
 func (s *Supervisor) SourceURLs() map[string]string {
 	out := map[string]string{}

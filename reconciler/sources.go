@@ -20,10 +20,12 @@ type sourceLoop struct {
 	// firstFetch is closed once the first fetch has ended, well or not.
 	firstFetch chan struct{}
 
-	mu       sync.Mutex
-	err      error                   // of the last fetch
-	revs     map[string]revisionRead // by branch, after the last good fetch
-	failures int
+	mu        sync.Mutex
+	err       error                   // of the last fetch
+	revs      map[string]revisionRead // by branch, after the last good fetch
+	failures  int
+	lastFetch time.Time     // when the last fetch began
+	took      time.Duration // how long it took
 }
 
 // revisionRead is a branch's revision as the source loop read it.
@@ -98,12 +100,13 @@ func (d *Daemon) fetch(ctx context.Context, s *sourceLoop) map[string]bool {
 	start := time.Now()
 	err := s.src.Fetch(ctx)
 	m.fetchTotal.WithLabelValues(s.name, result(err)).Inc()
-	m.fetchDuration.WithLabelValues(s.name).Observe(time.Since(start).Seconds())
+	took := time.Since(start)
+	m.fetchDuration.WithLabelValues(s.name).Observe(took.Seconds())
 	if err != nil {
 		d.log.Error("fetch failed", "source", s.name, "err", err)
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		s.err = err
+		s.err, s.lastFetch, s.took = err, start, took
 		s.failures++
 		return nil
 	}
@@ -123,7 +126,7 @@ func (d *Daemon) fetch(ctx context.Context, s *sourceLoop) map[string]bool {
 			moved[branch] = true
 		}
 	}
-	s.err, s.revs, s.failures = nil, reads, 0
+	s.err, s.revs, s.failures, s.lastFetch, s.took = nil, reads, 0, start, took
 	d.reportBranches(s)
 	return moved
 }
