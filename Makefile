@@ -26,9 +26,10 @@ build: ## build bin/trueup
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/trueup ./cmd/trueup
 
 .PHONY: testbin
-testbin: ## build the local control plane (etcd, kube-apiserver, ...) into bin/k8s, once; install prometheus where apt can
+testbin: ## build the local control plane (etcd, kube-apiserver, ...) into bin/k8s, once; install prometheus and chromium where apt can
 	tools/build-testbin.sh $(K8S_BIN)
 	tools/install-prometheus.sh
+	tools/install-chromium.sh
 
 .PHONY: test
 test: testbin ## run every test against a real local control plane and git server

@@ -21,11 +21,13 @@ import (
 	"github.com/trueup-dev/trueup/promote"
 	"github.com/trueup-dev/trueup/reconciler"
 	"github.com/trueup-dev/trueup/source"
+	"github.com/trueup-dev/trueup/ui"
 )
 
 type runOptions struct {
 	clusterOptions
 	HTTPAddr          string
+	UI                bool
 	WebhookAddr       string
 	WebhookSecretFile string
 	Concurrency       int
@@ -61,7 +63,8 @@ var errEmptyWebhookSecret = errors.New("the file is empty: every webhook would b
 
 func (o *runOptions) BindFlags(fs *pflag.FlagSet) {
 	o.clusterOptions.BindFlags(fs)
-	fs.StringVar(&o.HTTPAddr, "http-addr", ":8080", "address for /metrics, /healthz, /readyz and /api/v1/environments")
+	fs.StringVar(&o.HTTPAddr, "http-addr", ":8080", "address for /metrics, /healthz, /readyz, /api/v1/environments and the status page")
+	fs.BoolVar(&o.UI, "ui", true, "serve the read-only status page at / on --http-addr")
 	fs.StringVar(&o.WebhookAddr, "webhook-addr", ":9292", "address for push webhooks (/hooks/github, /hooks/gitlab, /hooks/generic); the only one to expose publicly")
 	fs.StringVar(&o.WebhookSecretFile, "webhook-secret-file", "", "file holding the webhook secret (HMAC key, or GitLab token); without it webhooks are off")
 	fs.IntVar(&o.Concurrency, "concurrency", 4, "how many environments reconcile at the same time")
@@ -113,8 +116,8 @@ func newRunCmd(g *globalOptions) *cobra.Command {
 fetch its source on the source's interval, apply new commits, and between
 commits check for drift on the environment's interval (re-applying with
 selfHeal). Changes to the config file take effect without a restart; an
-invalid change is logged and the running config kept. Serves Prometheus metrics, health probes and a status API on
---http-addr. Stops cleanly on SIGINT or SIGTERM.`,
+invalid change is logged and the running config kept. Serves Prometheus metrics, health probes, a status API and a read-only
+status page (--ui) on --http-addr. Stops cleanly on SIGINT or SIGTERM.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := g.logger(cmd.ErrOrStderr())
@@ -159,12 +162,13 @@ invalid change is logged and the running config kept. Serves Prometheus metrics,
 				w.renderer.UseCapabilities(capabilitiesOf(cluster, clusters))
 				return reconciler.DaemonOptions{
 					Config: cfg, Sources: w.sources, Renderer: w.renderer, Cluster: cluster, Clusters: clusters,
-					Metrics: metrics, Events: events, Logger: log, Concurrency: o.Concurrency,
+					Metrics: metrics, Events: events, Logger: log, Concurrency: o.Concurrency, Version: version,
 					Promoter: promote.New(promote.Options{Config: cfg, Sources: w.sources}),
 				}, nil
 			}, log)
 
-			servers := []*server{newHTTPServer(o.HTTPAddr, d.Handler(reg))}
+			h := withStatusPage(o.UI, d.Handler(reg), func() http.Handler { return ui.Handler(d.Snapshot, log.With("component", "ui")) })
+			servers := []*server{newHTTPServer(o.HTTPAddr, h)}
 			if secret != nil {
 				servers = append(servers, newWebhookServer(o.WebhookAddr, o.Webhook, source.WebhookHandler(source.WebhookOptions{
 					Secret: secret, Sources: d.SourceURLs, Trigger: d.Trigger, Observe: metrics.ObserveWebhook,
@@ -205,6 +209,20 @@ invalid change is logged and the running config kept. Serves Prometheus metrics,
 	}
 	o.BindFlags(cmd.Flags())
 	return cmd
+}
+
+// withStatusPage serves the status page at / and /environments/ when on
+// (--ui), and everything else (/metrics, the probes, /api/v1/...) from api.
+func withStatusPage(on bool, api http.Handler, page func() http.Handler) http.Handler {
+	if !on {
+		return api
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", api)
+	p := page()
+	mux.Handle("/{$}", p)
+	mux.Handle("/environments/", p)
+	return mux
 }
 
 // server is one of the daemon's HTTP listeners.

@@ -32,15 +32,21 @@ func freeAddr(t *testing.T) string {
 func startDaemon(t *testing.T, config, kubeconfig string) string {
 	t.Helper()
 	addr := freeAddr(t)
+	startDaemonWith(t, "run", "--config", config, "--kubeconfig", kubeconfig, "--http-addr", addr,
+		"--cache-dir", t.TempDir(), "--log-format", "json")
+	return addr
+}
+
+// startDaemonWith runs trueup with args in-process until the test ends.
+func startDaemonWith(t *testing.T, args ...string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	exited := make(chan struct{})
 	go func() {
 		defer close(exited)
-		execute(ctx, []string{"run", "--config", config, "--kubeconfig", kubeconfig, "--http-addr", addr,
-			"--cache-dir", t.TempDir(), "--log-format", "json"}, io.Discard, io.Discard)
+		execute(ctx, args, io.Discard, io.Discard)
 	}()
 	t.Cleanup(func() { cancel(); <-exited })
-	return addr
 }
 
 // scrape returns the daemon's metrics text; "" while it does not answer.
