@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"reflect"
@@ -266,6 +267,43 @@ func TestSnapshotDrift(t *testing.T) {
 	}
 	if len(dev.Reconciles) != 1 || dev.Reconciles[0].Result != StatusFailed || !strings.Contains(dev.Reconciles[0].Error, "admission webhook") {
 		t.Errorf("development's reconciles %+v", dev.Reconciles)
+	}
+}
+
+// TestSnapshotChecksKeepTheHistory: checks after an apply that find
+// nothing to change are not kept, and repeated drift checks that find the
+// same are one line, the latest; the apply stays in the history.
+func TestSnapshotChecksKeepTheHistory(t *testing.T) {
+	cluster := &fakeCluster{changes: []Change{configMapChange(ActionUpdate, "-a\n+b\n")}}
+	d, _ := newSnapshotDaemon(t, cluster, &podsRenderer{}, &snapshotSource{rev: snapshotCommit})
+	e := d.envs["staging"]
+	check := func(changes []Change) {
+		t.Helper()
+		cluster.mu.Lock()
+		cluster.changes = changes
+		cluster.mu.Unlock()
+		e.lastCheck = time.Time{}
+		if err := d.reconcile(context.Background(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check(cluster.changes) // the apply
+	check(nil)
+	check(nil)
+	drift := []Change{configMapChange(ActionUpdate, "-value: kubectl\n+value: git\n")} // staging does not heal itself
+	check(drift)
+	first := envView(t, d.Snapshot(), "staging").Reconciles
+	check(drift)
+	got := envView(t, d.Snapshot(), "staging").Reconciles
+	var results []string
+	for _, r := range got {
+		results = append(results, fmt.Sprintf("%s/%d", r.Result, r.Changed))
+	}
+	if want := []string{StatusOutOfSync + "/0", StatusSynced + "/1"}; !slices.Equal(results, want) {
+		t.Fatalf("reconciles %q, want %q", results, want)
+	}
+	if len(first) == 0 || !got[0].Started.After(first[0].Started) {
+		t.Errorf("the repeated drift check did not replace the one before: %+v then %+v", first, got)
 	}
 }
 

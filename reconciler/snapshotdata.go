@@ -92,9 +92,11 @@ func (d *Daemon) recordEvent(env, eventType, reason, message string) {
 }
 
 // recordReconcile keeps a reconcile that ended with err; a reconcile that
-// found everything up to date and planned nothing is not kept. A retry held
-// for the same reason as the one before replaces it, so a wait for a
-// dependency does not push the history out.
+// found everything up to date and planned nothing is not kept. One that
+// changed nothing and ended as the one before it did (a drift check that
+// found the same, a retry held for the same reason) is not news either: it
+// replaces that one when it changed nothing too, and is dropped after one
+// that changed something, so checks do not push the history out.
 func (d *Daemon) recordReconcile(r *run, started time.Time, err error) {
 	if err == nil && r.plan == nil {
 		return
@@ -119,9 +121,11 @@ func (d *Daemon) recordReconcile(r *run, started time.Time, err error) {
 	default:
 		v.Result = st.Status
 	}
-	if len(rec.reconciles) > 0 && v.Result == "held" {
+	if len(rec.reconciles) > 0 && v.Changed == 0 {
 		if last := rec.reconciles[0]; last.Result == v.Result && last.Revision == v.Revision && last.Error == v.Error {
-			rec.reconciles[0] = v
+			if last.Changed == 0 {
+				rec.reconciles[0] = v
+			}
 			return
 		}
 	}

@@ -16,6 +16,10 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
 	"github.com/trueup-dev/trueup/reconciler/clustertest"
@@ -134,6 +138,14 @@ func overlayTags(t *testing.T, image string) map[string]string {
 	return tags
 }
 
+// hostileSubject is a commit message that would run script and load an
+// image if the page did not escape it; escapedSubject is how a DOM that
+// holds it as text serializes it.
+const (
+	hostileSubject = `<script>alert("pwned")</script><img src=x onerror=alert(1)> fix`
+	escapedSubject = `&lt;script&gt;alert("pwned")&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt; fix`
+)
+
 // chromium runs headless Chromium on url with args (--dump-dom, or
 // --screenshot=FILE), and returns its standard output and its log.
 func chromium(t *testing.T, bin, url string, args ...string) (stdout, log string) {
@@ -218,7 +230,80 @@ func TestStatusPageInChromium(t *testing.T) {
 	if promoted == head || !strings.HasPrefix(subject, "production: promote ") {
 		t.Fatalf("the promotion made no commit: main at %s, %q", promoted[:7], subject)
 	}
-	syncedAt(promoted)
+
+	// readPage opens path in Chromium and checks the DOM after the page's
+	// script ran: it holds want, no form, button or image, only the page's
+	// own script, and no Secret value; the page's policy refused nothing.
+	readPage := func(path string, want ...string) {
+		t.Helper()
+		dom, log := chromium(t, bin, base+path, "--dump-dom")
+		for _, w := range append(want, `id="refresh-toggle"`) { // the toggle: the script ran
+			if !strings.Contains(dom, w) {
+				t.Errorf("%s: the DOM lacks %q:\n%s", path, w, dom)
+			}
+		}
+		for _, tag := range []string{"<form", "<button", "<img"} {
+			if strings.Contains(dom, tag) {
+				t.Errorf("%s: the DOM has a %s> element", path, tag)
+			}
+		}
+		if n := strings.Count(dom, "<script"); n != 1 {
+			t.Errorf("%s: the DOM has %d scripts, want the page's own", path, n)
+		}
+		for v, k := range secrets {
+			// Short values ("shop") are also ordinary words of the page;
+			// those are looked for as the key: value a diff would show.
+			if (len(v) >= 8 && strings.Contains(dom, v)) || strings.Contains(dom, k+": "+v) {
+				t.Errorf("%s shows the Secret value of %s", path, k)
+			}
+		}
+		if strings.Contains(log, "Content Security Policy") {
+			t.Errorf("%s: the page's policy refused something:\n%s", path, log)
+		}
+	}
+
+	// A commit whose message is markup, as anyone who can push may write.
+	hostile := srv.Commit("shop", "main", sourcetest.Change{Files: map[string]string{"NOTES.md": "notes\n"},
+		Message: hostileSubject})
+	syncedAt(hostile)
+	for _, path := range []string{"/", "/environments/production"} {
+		readPage(path, ">"+hostile[:7]+"<", escapedSubject)
+	}
+
+	// An ordinary commit on top, for the screenshots.
+	head = srv.Commit("shop", "main", sourcetest.Change{Files: map[string]string{"NOTES.md": "on call: see the runbook\n"},
+		Message: "docs: where the on-call runbook is"})
+	syncedAt(head)
+
+	// Drift on production's Secret, which does not heal itself: the page
+	// shows the pending diff with the Secret's values masked.
+	restCfg, err := clientcmd.BuildConfigFromFlags("", clustertest.Kubeconfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets["drifted-by-hand-9f3k"] = "password"
+	patch := `{"data":{"password":"` + base64.StdEncoding.EncodeToString([]byte("drifted-by-hand-9f3k")) + `"}}`
+	if _, err := kubernetes.NewForConfigOrDie(restCfg).CoreV1().Secrets("shop-production").Patch(context.Background(), "db-credentials",
+		types.MergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: "kubectl-edit"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := clustertest.Poll(2*time.Minute, func() error {
+		resp, err := http.Get(base + "/api/v1/environments/production")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var st struct{ Status string }
+		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+			return err
+		}
+		if st.Status != "out_of_sync" {
+			return fmt.Errorf("production is %s", st.Status)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 
 	// The status page answers beside the API, with its policy; the webhook
 	// port, the one exposed publicly, does not serve it.
@@ -245,45 +330,15 @@ func TestStatusPageInChromium(t *testing.T) {
 		}
 	}
 
-	pages := []struct {
-		path, shot string
-		want       []string
-	}{
-		{"/", "status-page-overview.png", []string{
-			`href="/environments/development"`, `href="/environments/staging"`, `href="/environments/production"`,
-			">" + promoted[:7] + "<", subject, "development → staging → production", "ghcr.io/acme/shop-api",
-			"<code>" + tags["development"] + "</code>",
-			`<mark title="differs from the environment before it">` + tags["staging"] + "</mark>",
-			`<span class="badge synced">synced</span>`,
-		}},
-		{"/environments/production", "status-page-environment.png", []string{
-			"<h1>production</h1>", ">" + promoted[:7] + "<", "ghcr.io/acme/shop-api:" + tags["staging"], subject,
-			"Deployment", "db-credentials", "shop-production", `<span class="badge healthy">healthy</span>`,
-		}},
-	}
-	for _, p := range pages {
-		dom, log := chromium(t, bin, base+p.path, "--dump-dom")
-		for _, w := range append(p.want, `id="refresh-toggle"`) { // the toggle: the script ran
-			if !strings.Contains(dom, w) {
-				t.Errorf("%s: the DOM lacks %q:\n%s", p.path, w, dom)
-			}
-		}
-		for _, tag := range []string{"<form", "<button"} {
-			if strings.Contains(dom, tag) {
-				t.Errorf("%s: the DOM has a %s> element", p.path, tag)
-			}
-		}
-		for v, k := range secrets {
-			// Short values ("shop") are also ordinary words of the page;
-			// those are looked for as the key: value a diff would show.
-			if (len(v) >= 8 && strings.Contains(dom, v)) || strings.Contains(dom, k+": "+v) {
-				t.Errorf("%s shows the Secret value of %s", p.path, k)
-			}
-		}
-		if strings.Contains(log, "Content Security Policy") {
-			t.Errorf("%s: the page's policy refused something:\n%s", p.path, log)
-		}
-	}
+	readPage("/", `href="/environments/development"`, `href="/environments/staging"`, `href="/environments/production"`,
+		">"+head[:7]+"<", "docs: where the on-call runbook is", subject, "development → staging → production", "ghcr.io/acme/shop-api",
+		"<code>"+tags["development"]+"</code>",
+		`<mark title="differs from the environment before it">`+tags["staging"]+"</mark>",
+		`<span class="badge synced">synced</span>`, `<span class="badge out_of_sync">out_of_sync</span>`)
+	readPage("/environments/production", "<h1>production</h1>", ">"+head[:7]+"<", "ghcr.io/acme/shop-api:"+tags["staging"], subject,
+		"Deployment", "db-credentials", "shop-production", `<span class="badge healthy">healthy</span>`,
+		`<span class="badge out_of_sync">drifted</span>`, "<code>Secret/shop-production/db-credentials</code>",
+		"-  password: '*** (before)'", "+  password: '*** (after)'")
 
 	// Screenshots, at a desktop's size and a phone's.
 	dir := t.TempDir()
@@ -292,7 +347,7 @@ func TestStatusPageInChromium(t *testing.T) {
 	}
 	shots := []struct{ path, file, size string }{
 		{"/", "status-page-overview.png", "1280,1100"},
-		{"/environments/production", "status-page-environment.png", "1280,900"},
+		{"/environments/production", "status-page-environment.png", "1280,1700"},
 		{"/", "status-page-phone.png", "390,844"},
 	}
 	for _, s := range shots {
