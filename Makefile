@@ -29,7 +29,7 @@ build: ## build bin/trueup
 testbin: ## build the local control plane (etcd, kube-apiserver, ...) into bin/k8s, once; install prometheus and chromium where apt can
 	tools/build-testbin.sh $(K8S_BIN)
 	tools/install-prometheus.sh
-	tools/install-chromium.sh
+	tools/apt-install.sh chromium
 
 .PHONY: test
 test: testbin ## run every test against a real local control plane and git server

@@ -130,6 +130,23 @@ func TestPlanFindsDriftWithoutDryRuns(t *testing.T) {
 	if n := w.dryRuns.Load(); n != 3 {
 		t.Errorf("the plan made %d dry-runs, want 3 (the drifted objects only)", n)
 	}
+	// The daemon's plan keeps the diffs of the updates, not of the object
+	// it creates whole.
+	dp, err := fresh.Plan(ctx, d, PlanOptions{Prune: true, ForceConflicts: true, Diff: true, DiffUpdatesOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range dp.Changes {
+		switch {
+		case ch.Action == ActionUpdate && !strings.Contains(ch.Diff, "+++ git"):
+			t.Errorf("%s/%s: an update without its diff", ch.Kind, ch.Name)
+		case ch.Action == ActionCreate && ch.Diff != "":
+			t.Errorf("%s/%s: a create with a diff:\n%s", ch.Kind, ch.Name, ch.Diff)
+		}
+	}
+	if dp.Count(ActionUpdate) != 2 || dp.Count(ActionCreate) != 1 {
+		t.Errorf("the daemon's plan: %v", actions(dp))
+	}
 	forced := waitOpts
 	forced.ForceConflicts = true
 	applyOK(t, fresh, p, forced)

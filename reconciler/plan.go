@@ -101,8 +101,8 @@ type Plan struct {
 	deferred map[object.ObjMetadata]bool
 	// force is the plan's ForceConflicts, for the apply of deferred objects.
 	force bool
-	// showDiff is the plan's Diff option.
-	showDiff bool
+	// showDiff and updatesOnly are the plan's Diff and DiffUpdatesOnly.
+	showDiff, updatesOnly bool
 	// index is where each desired object's change is in Changes.
 	index map[object.ObjMetadata]int
 	took  time.Duration
@@ -150,6 +150,11 @@ type PlanOptions struct {
 	// Diff fills in each change's unified diff (what `trueup diff` shows);
 	// an apply does without.
 	Diff bool
+	// DiffUpdatesOnly, with Diff, leaves out the diffs of objects created
+	// or pruned whole, which would hold all of each: the change names the
+	// object. The daemon keeps diffs so, for its status page, and a first
+	// apply of thousands of objects renders none.
+	DiffUpdatesOnly bool
 }
 
 // ObjectError is an object that an apply would fail on.
@@ -182,7 +187,7 @@ func (c *Cluster) plan(ctx context.Context, desired *Desired, opts PlanOptions) 
 	p := &Plan{Environment: env, Revision: desired.Revision.Commit, Chart: desired.Chart, Inventory: len(inv.records), inventory: inv,
 		objects: map[object.ObjMetadata]*unstructured.Unstructured{}, fingerprints: map[object.ObjMetadata]string{},
 		refreshed: map[object.ObjMetadata]record{}, deferred: map[object.ObjMetadata]bool{}, force: opts.ForceConflicts,
-		showDiff: opts.Diff}
+		showDiff: opts.Diff, updatesOnly: opts.DiffUpdatesOnly}
 	info := c.inventoryInfo(inv.name)
 	var prepared object.UnstructuredSet
 	var order object.ObjMetadataSet
@@ -398,7 +403,7 @@ func (c *Cluster) dryRun(ctx context.Context, p *Plan, id object.ObjMetadata, fo
 // Secret values masked: on both sides of an update, keys that changed
 // visible; everywhere else, every value.
 func (p *Plan) setDiff(ch *Change, before, after map[string]any) {
-	if !p.showDiff {
+	if !p.showDiff || p.updatesOnly && (before == nil || after == nil) {
 		return
 	}
 	if before != nil && after != nil && ch.Action == ActionUpdate {

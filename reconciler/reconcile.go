@@ -139,10 +139,11 @@ func (d *Daemon) upToDate(r *run) bool {
 
 // plan compares the environment with the cluster. The daemon owns what git
 // says, as Flux's controller does: fields someone took over with kubectl
-// edit or scale are drift, not conflicts. The plan has the diffs of what
-// changes, masked, for the status page; unchanged objects have none.
+// edit or scale are drift, not conflicts. The plan has the diffs of the
+// objects that change, masked, for the status page.
 func (d *Daemon) plan(ctx context.Context, r *run) error {
-	plan, err := r.e.target.Client.Plan(ctx, r.desired, PlanOptions{Prune: r.env.Prune, ForceConflicts: true, Diff: true})
+	plan, err := r.e.target.Client.Plan(ctx, r.desired, PlanOptions{Prune: r.env.Prune, ForceConflicts: true,
+		Diff: true, DiffUpdatesOnly: true})
 	if err != nil {
 		return err
 	}

@@ -68,6 +68,8 @@ func fixture() reconciler.Snapshot {
 						Diff: "--- live\n+++ git\n data:\n-  password: '***'\n+  password: '***'\n"},
 					{Kind: "ConfigMap", Namespace: "shop-staging", Name: hostileName, Action: reconciler.ActionUpdate,
 						Diff: "-  LOG_LEVEL: info\n+  LOG_LEVEL: " + hostileSubject + "\n"},
+					{Kind: "Service", Namespace: "shop-staging", Name: "metrics", Action: reconciler.ActionCreate},
+					{Kind: "Service", Namespace: "shop-staging", Name: "legacy", Action: reconciler.ActionPrune},
 				},
 				Reconciles: []reconciler.ReconcileView{
 					{Revision: "4b1d2c3", Result: reconciler.StatusOutOfSync, Started: now.Add(-time.Minute), Duration: 850 * time.Millisecond, Changed: 0},
@@ -190,6 +192,8 @@ func TestEnvironmentPage(t *testing.T) {
 		`<span class="badge out_of_sync">drifted</span>`,
 		// the pending diff, as preformatted text
 		"<code>Secret/shop-staging/db-credentials</code>", "<code>ConfigMap/shop-staging/&#34;&gt;&lt;img",
+		"<code>Service/shop-staging/metrics</code></h3>\n\n<p class=\"empty\">A new object, created as git has it.</p>",
+		"<code>Service/shop-staging/legacy</code></h3>\n\n<p class=\"empty\">To be pruned: it left git.</p>",
 		// reconciles
 		`<span class="badge failed">failed</span>`, "850ms", "2s", `<td class="num">3</td>`,
 		// Events

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -32,24 +31,7 @@ import (
 // helmExample is examples/helm, as the files of a repository.
 func helmExample(t *testing.T) map[string]string {
 	t.Helper()
-	root := filepath.Join(examples, "helm")
-	files := map[string]string{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		files[filepath.ToSlash(rel)] = string(data)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return files
+	return repoFiles(t, filepath.Join(examples, "helm"))
 }
 
 // helmExampleConfig is the example's trueup.yaml for the repository at url,
@@ -67,12 +49,7 @@ func helmExampleConfig(t *testing.T, url string) string {
 		"[../keys/demo.agekey]", "["+key+"]",
 		"    source: todo\n", "    source: todo\n    interval: 2s\n",
 	).Replace(string(cfg))
-	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "username"), "ops\n")
-	writeFile(t, filepath.Join(dir, "password"), "t0ken\n")
-	path := filepath.Join(dir, "trueup.yaml")
-	writeFile(t, path, s)
-	return path
+	return writeGitConfig(t, s)
 }
 
 // deploymentImage checks the image of a Deployment's first container.

@@ -30,9 +30,19 @@ import (
 // repository.
 func examplesRepo(t *testing.T) map[string]string {
 	t.Helper()
+	return repoFiles(t, examples, "base", "overlays")
+}
+
+// repoFiles is the files under root's dirs (root itself without any), by
+// their slash path from root: a directory as the files of a repository.
+func repoFiles(t *testing.T, root string, dirs ...string) map[string]string {
+	t.Helper()
+	if len(dirs) == 0 {
+		dirs = []string{"."}
+	}
 	files := map[string]string{}
-	for _, dir := range []string{"base", "overlays"} {
-		err := filepath.WalkDir(filepath.Join(examples, dir), func(p string, d fs.DirEntry, err error) error {
+	for _, dir := range dirs {
+		err := filepath.WalkDir(filepath.Join(root, dir), func(p string, d fs.DirEntry, err error) error {
 			if err != nil || d.IsDir() {
 				return err
 			}
@@ -40,7 +50,7 @@ func examplesRepo(t *testing.T) map[string]string {
 			if err != nil {
 				return err
 			}
-			rel, _ := filepath.Rel(examples, p)
+			rel, _ := filepath.Rel(root, p)
 			files[filepath.ToSlash(rel)] = string(data)
 			return nil
 		})
@@ -65,11 +75,19 @@ func examplesConfig(t *testing.T, url string) string {
 	if s == cfg || !strings.Contains(s, key) {
 		t.Fatal("examples/trueup.yaml changed: the test no longer points it at the git server")
 	}
+	return writeGitConfig(t, s)
+}
+
+// writeGitConfig writes cfg as trueup.yaml in a directory of its own,
+// beside the username and password files its git source reads (those of
+// the sourcetest server's ops user), and returns its path.
+func writeGitConfig(t *testing.T, cfg string) string {
+	t.Helper()
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "username"), "ops\n")
 	writeFile(t, filepath.Join(dir, "password"), "t0ken\n")
 	path := filepath.Join(dir, "trueup.yaml")
-	writeFile(t, path, s)
+	writeFile(t, path, cfg)
 	return path
 }
 
